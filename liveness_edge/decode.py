@@ -1,0 +1,274 @@
+"""Request body -> decoded frames, within the configured limits (PyAV).
+
+Frames are yielded one at a time, in order, and decoding stops after ``max_frames``: nothing reads the rest of a long
+clip. Limits are checked twice: from the container's stream metadata before the first frame is decoded, and again on
+every decoded frame (a file can lie about its size, rate or length), so a violation stops decoding before it costs
+memory.
+
+Full frames are never converted to RGB on the hot path: ``small_rgb`` lets libswscale scale and convert in one pass
+for the detector, and ``region_rgb`` converts only a face-sized window of the YUV planes for the crops.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+import av
+import cv2
+import numpy as np
+
+from .config import Limits
+from .errors import BadVideo, UnsupportedMediaType, VideoLimitsExceeded
+
+log = logging.getLogger(__name__)
+
+#: Content types accepted on POST /v1/liveness. octet-stream (and the container types) are sniffed by FFmpeg's probe.
+ACCEPTED_TYPES = frozenset(
+    {
+        "video/mp4",
+        "video/webm",
+        "video/quicktime",
+        "video/x-matroska",
+        "application/octet-stream",
+    }
+)
+
+# Frame rates are rationals in containers (30000/1001, 1350/61): allow rounding noise above the configured limit.
+_FPS_TOLERANCE = 1.01
+_YUV420 = {"yuv420p", "yuvj420p"}
+
+
+def check_content_type(content_type: str | None) -> None:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media not in ACCEPTED_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {media or '(none)'!r} is not accepted; send the clip as one of "
+            + ", ".join(sorted(ACCEPTED_TYPES)),
+            param="Content-Type",
+        )
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame. ``index`` is 0-based in decode order; ``ts`` is its presentation time in seconds."""
+
+    index: int
+    ts: float
+    width: int
+    height: int
+    video_frame: av.VideoFrame
+    rotation: int  # degrees clockwise the frame must be turned to be upright (EXIF / display matrix)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    container: str
+    codec: str
+    width: int
+    height: int
+    fps: float
+    duration: float | None
+
+
+def _frame_bounds_ok(width: int, height: int, limits: Limits) -> bool:
+    # Orientation-agnostic: a portrait 1080x1920 phone clip has the same pixel budget as landscape 1920x1080.
+    long_limit = max(limits.video_width_px, limits.video_height_px)
+    short_limit = min(limits.video_width_px, limits.video_height_px)
+    return max(width, height) <= long_limit and min(width, height) <= short_limit
+
+
+def _check_size(width: int, height: int, limits: Limits) -> None:
+    if not _frame_bounds_ok(width, height, limits):
+        param = "limits.video-width-px" if max(width, height) > max(limits.video_width_px, limits.video_height_px) \
+            else "limits.video-height-px"
+        raise VideoLimitsExceeded(
+            f"frame size {width}x{height} exceeds the limit of {limits.video_width_px}x{limits.video_height_px} "
+            "(either orientation)",
+            param=param,
+        )
+
+
+def _stream_fps(stream) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else 0.0
+
+
+def _stream_duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+class Decoder:
+    """Opens a clip and yields at most ``max_frames`` frames; use as a context manager so the demuxer is closed."""
+
+    def __init__(self, body: bytes | BinaryIO, limits: Limits, max_frames: int):
+        self.limits = limits
+        self.max_frames = max_frames
+        self.frames_decoded = 0
+        source = io.BytesIO(body) if isinstance(body, (bytes, bytearray, memoryview)) else body
+        try:
+            self.container = av.open(source, mode="r", metadata_errors="ignore")
+        except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
+            raise BadVideo(f"the body is not a decodable video: {_reason(exc)}") from None
+        try:
+            if not self.container.streams.video:
+                raise BadVideo("the body has no video stream")
+            self.stream = self.container.streams.video[0]
+            self.info = self._check_metadata()
+        except BaseException:
+            self.container.close()
+            raise
+
+    def __enter__(self) -> "Decoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.container.close()
+
+    def _check_metadata(self) -> StreamInfo:
+        ctx = self.stream.codec_context
+        width, height = ctx.width, ctx.height
+        fps = _stream_fps(self.stream)
+        duration = _stream_duration(self.container, self.stream)
+        limits = self.limits
+        if width and height:
+            _check_size(width, height, limits)
+        if fps > limits.video_fps * _FPS_TOLERANCE:
+            raise VideoLimitsExceeded(
+                f"frame rate {fps:.3g} fps exceeds the limit of {limits.video_fps:g} fps", param="limits.video-fps"
+            )
+        if duration is not None and duration > limits.video_length_sec:
+            raise VideoLimitsExceeded(
+                f"duration {duration:.3g} s exceeds the limit of {limits.video_length_sec:g} s",
+                param="limits.video-length-sec",
+            )
+        return StreamInfo(self.container.format.name, ctx.name, width, height, fps, duration)
+
+    def frames(self) -> Iterator[Frame]:
+        """Decode in order; stop after max_frames. A decode error after some good frames ends the clip there."""
+        stream = self.stream
+        time_base = stream.time_base
+        first_ts: float | None = None
+        try:
+            for video_frame in self.container.decode(stream):
+                ts = float(video_frame.pts * time_base) if video_frame.pts is not None else None
+                if ts is None:
+                    ts = self.frames_decoded / self.info.fps if self.info.fps else 0.0
+                first_ts = ts if first_ts is None else first_ts
+                self._check_frame(video_frame, ts - first_ts)
+                frame = Frame(self.frames_decoded, ts, video_frame.width, video_frame.height, video_frame,
+                              int(getattr(video_frame, "rotation", 0) or 0) % 360)
+                self.frames_decoded += 1
+                yield frame
+                if self.frames_decoded >= self.max_frames:
+                    return
+        except av.FFmpegError as exc:
+            if self.frames_decoded == 0:
+                raise BadVideo(f"no frame could be decoded: {_reason(exc)}") from None
+            log.info("decode stopped after %d frames: %s", self.frames_decoded, _reason(exc))
+
+    def _check_frame(self, video_frame, elapsed: float) -> None:
+        _check_size(video_frame.width, video_frame.height, self.limits)
+        if elapsed > self.limits.video_length_sec:
+            raise VideoLimitsExceeded(
+                f"frame at {elapsed:.3g} s is past the length limit of {self.limits.video_length_sec:g} s",
+                param="limits.video-length-sec",
+            )
+        # A file may declare 30 fps and carry 10,000: after a few frames, the timestamps tell the real rate.
+        count = self.frames_decoded
+        if count >= 5 and elapsed > 0 and count / elapsed > self.limits.video_fps * 1.5:
+            raise VideoLimitsExceeded(
+                f"frame timestamps show about {count / elapsed:.3g} fps, over the limit of "
+                f"{self.limits.video_fps:g} fps",
+                param="limits.video-fps",
+            )
+        if count >= 5 and elapsed == 0:
+            raise VideoLimitsExceeded("frames carry no advancing timestamps", param="limits.video-fps")
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pixel access. Coordinates are in the upright frame (rotation applied).
+
+
+def _upright_rgb(frame: Frame) -> np.ndarray:
+    rgb = frame.video_frame.to_ndarray(format="rgb24")
+    return _rotate(rgb, frame.rotation)
+
+
+def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
+    # PyAV's rotation is counter-clockwise degrees to apply for display, as FFmpeg's display matrix.
+    turns = {90: 1, 180: 2, 270: 3}.get(rotation, 0)
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def upright_size(frame: Frame) -> tuple[int, int]:
+    if frame.rotation in (90, 270):
+        return frame.height, frame.width
+    return frame.width, frame.height
+
+
+def small_rgb(frame: Frame, max_side: int) -> tuple[np.ndarray, float]:
+    """The upright frame scaled so its longer side is ``max_side``, as RGB; returns (image, scale small/original)."""
+    width, height = upright_size(frame)
+    scale = max_side / max(width, height)
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    if frame.rotation in (90, 270):
+        w_src, h_src = h, w
+    else:
+        w_src, h_src = w, h
+    small = frame.video_frame.reformat(width=w_src, height=h_src, format="rgb24",
+                                       interpolation="AREA").to_ndarray()
+    return _rotate(small, frame.rotation), scale
+
+
+def region_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """RGB pixels of the upright frame inside [x0,x1) x [y0,y1) (clipped to the frame), converting only that window."""
+    width, height = upright_size(frame)
+    x0, y0 = max(0, x0), max(0, y0)
+    x1, y1 = min(width, x1), min(height, y1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0, 3), np.uint8)
+    vf = frame.video_frame
+    if frame.rotation or vf.format.name not in _YUV420:
+        return _upright_rgb(frame)[y0:y1, x0:x1]
+    # I420 window: even-aligned start, height a multiple of 4 so the chroma rows pack into OpenCV's I420 layout.
+    ax0, ay0 = x0 & ~1, y0 & ~1
+    w = ((x1 - ax0) + 1) & ~1
+    h = ((y1 - ay0) + 3) & ~3
+    if ax0 + w > width or ay0 + h > height:  # the rounding ran past the edge: fall back to the exact full path
+        return _upright_rgb(frame)[y0:y1, x0:x1]
+    y_plane = _plane(vf, 0, height, width)[ay0 : ay0 + h, ax0 : ax0 + w]
+    u_plane = _plane(vf, 1, (height + 1) // 2, (width + 1) // 2)[ay0 // 2 : (ay0 + h) // 2, ax0 // 2 : (ax0 + w) // 2]
+    v_plane = _plane(vf, 2, (height + 1) // 2, (width + 1) // 2)[ay0 // 2 : (ay0 + h) // 2, ax0 // 2 : (ax0 + w) // 2]
+    packed = np.concatenate([y_plane, u_plane.reshape(-1, w), v_plane.reshape(-1, w)])
+    rgb = cv2.cvtColor(packed, cv2.COLOR_YUV2RGB_I420)
+    return rgb[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
+
+
+def _plane(vf, index: int, rows: int, cols: int) -> np.ndarray:
+    plane = vf.planes[index]
+    buf = np.frombuffer(plane, np.uint8)
+    return buf.reshape(-1, plane.line_size)[:rows, :cols]
+
+
+def full_bgr(frame: Frame) -> np.ndarray:
+    """The whole upright frame as BGR (only for return_photo: one frame per request)."""
+    return cv2.cvtColor(_upright_rgb(frame), cv2.COLOR_RGB2BGR)

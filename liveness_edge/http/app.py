@@ -1,0 +1,324 @@
+"""Routes: the findface-liveness-api contract plus health, metrics and detection lookup.
+
+This package is the only code that knows HTTP. Handlers parse the request, call the pipeline and map its typed errors
+through ``errors.py``; anything unexpected is logged with the request id and answered as a 500 JSON error without a
+traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+import bottle
+
+from .. import __version__
+from ..cache import DetectionCache
+from ..config import Config
+from ..decode import check_content_type
+from ..errors import BadParam, Busy, LivenessError, NotFound, StartupError, Unauthorized, VideoTooLarge
+from ..models import ModelSet
+from ..pipeline import ClipResult, Options, Pipeline
+from . import errors as http_errors
+from .metrics import Metrics
+
+log = logging.getLogger("liveness_edge.access")
+
+FLAGS = ("return_detection", "return_normalized", "return_photo")
+TRUE_VALUES, FALSE_VALUES = {"true", "1"}, {"false", "0"}
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_QUERY = 2048
+JSON_TYPE = "application/json"
+
+
+@dataclass
+class State:
+    """What health reports; ``ready`` goes False while starting and draining."""
+
+    ready: bool = False
+    draining: bool = False
+    started: float = field(default_factory=time.time)
+
+
+class Admission:
+    """At most ``slots`` clips in the pipeline and ``queue`` waiting; beyond that, shed with 503 at once."""
+
+    def __init__(self, slots: int, queue: int, wait_seconds: float):
+        self._slots = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self.queue = queue
+        self.wait_seconds = wait_seconds
+
+    def __enter__(self):
+        if self._slots.acquire(blocking=False):
+            return self
+        with self._lock:
+            if self._waiting >= self.queue:
+                raise Busy("the daemon is at capacity; retry shortly")
+            self._waiting += 1
+        try:
+            if not self._slots.acquire(timeout=self.wait_seconds):
+                raise Busy("the daemon is at capacity; retry shortly")
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        return self
+
+    def __exit__(self, *exc):
+        self._slots.release()
+
+
+def parse_flags(query_string: str) -> Options:
+    """The seed's three query flags (true/false/1/0); anything else is BAD_PARAM naming the parameter."""
+    if len(query_string) > MAX_QUERY:
+        raise BadParam(f"query string is {len(query_string)} bytes, more than {MAX_QUERY}", param="query")
+    try:
+        pairs = parse_qsl(query_string, keep_blank_values=True, strict_parsing=False, max_num_fields=16)
+    except ValueError:
+        raise BadParam("too many query parameters", param="query") from None
+    values: dict[str, bool] = {}
+    for key, raw in pairs:
+        if key not in FLAGS:
+            raise BadParam(f"unknown query parameter {key!r}; known: {', '.join(FLAGS)}", param=key)
+        text = raw.strip().lower()
+        if text not in TRUE_VALUES | FALSE_VALUES:
+            raise BadParam(f"{key}={raw!r}: expected true, false, 1 or 0", param=key)
+        value = text in TRUE_VALUES
+        if values.get(key, value) != value:
+            raise BadParam(f"{key} is given twice with different values", param=key)
+        values[key] = value
+    return Options(**values)
+
+
+def result_json(result: ClipResult) -> dict:
+    best = result.best_face
+    left, top, right, bottom = best.bbox
+    face = {
+        "liveness": round(best.liveness, 6),
+        "quality": round(best.quality, 6),
+        "bbox": {"left": left, "top": top, "right": right, "bottom": bottom},
+    }
+    if best.detection_id is not None:
+        face["detection_id"] = best.detection_id
+    if best.photo_jpeg is not None:
+        face["photo"] = base64.b64encode(best.photo_jpeg).decode()
+    if best.normalized_png is not None:
+        face["normalized"] = base64.b64encode(best.normalized_png).decode()
+    face["frame_no"] = best.frame_no
+    face["frame_ts"] = round(best.frame_ts, 6)
+    return {"alive": result.alive, "average_liveness": round(result.average_liveness, 6), "best_face": face}
+
+
+class Service:
+    """The WSGI app and what it needs; ``app`` is what waitress serves."""
+
+    def __init__(self, cfg: Config, models: ModelSet, cache: DetectionCache, state: State | None = None):
+        self.cfg = cfg
+        self.models = models
+        self.cache = cache
+        self.pipeline = Pipeline(cfg, models, cache)
+        self.state = state or State()
+        self.metrics = Metrics()
+        self.admission = Admission(cfg.server.max_concurrent_requests, cfg.server.queue,
+                                   wait_seconds=cfg.server.read_timeout)
+        self.token = _read_token(cfg)
+        self.in_flight = 0  # requests inside a handler, for the shutdown drain
+        self._in_flight_lock = threading.Lock()
+        self.app = self._build()
+
+    # -- plumbing ------------------------------------------------------------------------------------------------
+
+    def _build(self) -> bottle.Bottle:
+        app = bottle.Bottle(catchall=False)
+        app.route("/v1/liveness", "POST", self._wrap("liveness", self.liveness))
+        app.route("/v1/detections/<detection_id>", "GET", self._wrap("detections", self.detection))
+        app.route("/health", "GET", self._wrap("health", self.health, public=True))
+        app.route("/metrics", "GET", self._wrap("metrics", self.metrics_page))
+        for status in (400, 404, 405, 413, 500):
+            app.error(status)(self._bottle_error)
+        return _Outer(app, self)
+
+    def _wrap(self, endpoint: str, handler, public: bool = False):
+        def route(*args, **kwargs):
+            request_id = _request_id(bottle.request.headers.get("X-Request-Id"))
+            bottle.response.set_header("X-Request-Id", request_id)
+            start = time.perf_counter()
+            status, extra = 200, {}
+            with self._in_flight_lock:
+                self.in_flight += 1
+            try:
+                if not public:
+                    self._authorize()
+                body = handler(*args, **kwargs)
+                status = bottle.response.status_code  # a handler may set its own (health: 503 while starting)
+            except LivenessError as exc:
+                status = http_errors.status_of(exc)
+                body = json.dumps(exc.as_dict()).encode()
+                bottle.response.content_type = JSON_TYPE
+                if isinstance(exc, Busy):
+                    self.metrics.shed.inc()
+                    bottle.response.set_header("Retry-After", "1")
+                if isinstance(exc, Unauthorized):
+                    bottle.response.set_header("WWW-Authenticate", 'Bearer realm="liveness-edge"')
+                extra = {"error": exc.code}
+            except Exception:  # a bug, not the client's fault: log it, answer without a traceback
+                log.exception("unhandled error request_id=%s", request_id)
+                status = 500
+                body = http_errors.body("INTERNAL", "internal error; see the daemon log", request_id=request_id)
+                bottle.response.content_type = JSON_TYPE
+                extra = {"error": "INTERNAL"}
+            finally:
+                with self._in_flight_lock:
+                    self.in_flight -= 1
+            bottle.response.status = status
+            elapsed = time.perf_counter() - start
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self._log(request_id, endpoint, status, elapsed, extra)
+            return body
+
+        return route
+
+    def _log(self, request_id: str, endpoint: str, status: int, elapsed: float, extra: dict) -> None:
+        if endpoint in ("health", "metrics") and status == 200:
+            return  # probes every few seconds would drown the journal
+        record = {"request_id": request_id, "method": bottle.request.method, "path": bottle.request.path,
+                  "endpoint": endpoint, "status": status, "ms": round(elapsed * 1000, 1),
+                  "remote": bottle.request.remote_addr, **extra}
+        log.info(json.dumps(record) if self.cfg.log_format == "json"
+                 else " ".join(f"{k}={v}" for k, v in record.items()))
+
+    def _bottle_error(self, error: bottle.HTTPError):
+        """Unknown paths, wrong methods and other errors bottle raises itself, in the standard JSON shape."""
+        status = error.status_code
+        bottle.response.content_type = JSON_TYPE
+        code = http_errors.CODE_FOR_STATUS.get(status, "BAD_REQUEST")
+        desc = {404: f"no such path: {bottle.request.path}",
+                405: f"method {bottle.request.method} is not allowed on {bottle.request.path}"}.get(status, error.body
+                                                                                                   or code)
+        request_id = _request_id(bottle.request.headers.get("X-Request-Id"))
+        bottle.response.set_header("X-Request-Id", request_id)
+        self.metrics.requests.labels("other", str(status)).inc()
+        return http_errors.body(code, str(desc))
+
+    def _authorize(self) -> None:
+        if self.token is None:
+            return
+        header = bottle.request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), self.token):
+            raise Unauthorized("missing or wrong bearer token", param="Authorization")
+
+    # -- endpoints -----------------------------------------------------------------------------------------------
+
+    def liveness(self) -> bytes:
+        request = bottle.request
+        options = parse_flags(request.query_string)
+        check_content_type(request.headers.get("Content-Type"))
+        length = request.content_length
+        if length > self.cfg.limits.video_size:
+            raise VideoTooLarge(f"body is {length} bytes, over limits.video-size ({self.cfg.limits.video_size})",
+                                param="limits.video-size")
+        body = request.environ["wsgi.input"]
+        body.seek(0)
+        with self.admission:
+            self.metrics.in_flight.inc()
+            try:
+                result = self.pipeline.run(body, options)
+            except LivenessError as exc:
+                self._count_frames(exc.details)
+                raise
+            finally:
+                self.metrics.in_flight.dec()
+        for stage, seconds in result.stage_seconds.items():
+            self.metrics.latency.labels(stage).observe(seconds)
+        self.metrics.latency.labels("total").observe(sum(result.stage_seconds.values()))
+        self._count_frames({"frames_selected": result.frames_selected, "dropped": result.dropped})
+        self.metrics.decisions.labels(str(result.alive).lower()).inc()
+        bottle.response.content_type = JSON_TYPE
+        return json.dumps(result_json(result)).encode()
+
+    def _count_frames(self, details: dict) -> None:
+        if "frames_selected" in details:
+            self.metrics.frames.labels("selected").inc(details["frames_selected"])
+        for reason, count in details.get("dropped", {}).items():
+            if count:
+                self.metrics.frames.labels(reason).inc(count)
+
+    def detection(self, detection_id: str) -> bytes:
+        if not re.fullmatch(r"[0-9a-f]{32}", detection_id):
+            raise NotFound(f"no detection {detection_id!r}", param="detection_id")
+        det = self.cache.get(detection_id)
+        if det is None:
+            raise NotFound(f"no detection {detection_id!r} (unknown or expired)", param="detection_id")
+        left, top, right, bottom = det.bbox
+        bottle.response.content_type = JSON_TYPE
+        return json.dumps({
+            "id": det.id, "created": det.created,
+            "liveness": round(det.liveness, 6), "quality": round(det.quality, 6),
+            "bbox": {"left": left, "top": top, "right": right, "bottom": bottom},
+            "frame_no": det.frame_no, "frame_ts": det.frame_ts,
+            "normalized": base64.b64encode(det.normalized_png).decode(),
+        }).encode()
+
+    def health(self) -> bytes:
+        state = self.state
+        status = "draining" if state.draining else ("ok" if state.ready else "starting")
+        if status != "ok":
+            bottle.response.status = 503
+        bottle.response.content_type = JSON_TYPE
+        return json.dumps({
+            "status": status,
+            "version": __version__,
+            "uptime_sec": round(time.time() - state.started, 3),
+            "delegate": self.models.backend.describe(),
+            "models": [info.as_dict() for info in self.models.infos],
+            "cache_entries": len(self.cache),
+        }).encode()
+
+    def metrics_page(self) -> bytes:
+        self.metrics.cache_entries.set(len(self.cache))
+        bottle.response.content_type = self.metrics.content_type
+        return self.metrics.render()
+
+
+class _Outer:
+    """WSGI wrapper: an Expect header other than 100-continue gets a JSON 417 before routing."""
+
+    def __init__(self, app: bottle.Bottle, service: Service):
+        self.bottle = app
+        self.service = service
+
+    def __call__(self, environ, start_response):
+        expect = environ.get("HTTP_EXPECT")
+        if expect is not None and expect.strip().lower() != "100-continue":
+            start_response("417 Expectation Failed", [("Content-Type", JSON_TYPE)])
+            return [http_errors.body("BAD_REQUEST", f"unsupported Expect: {expect[:64]!r}", param="Expect")]
+        return self.bottle(environ, start_response)
+
+
+def _request_id(supplied: str | None) -> str:
+    if supplied and REQUEST_ID_RE.fullmatch(supplied):
+        return supplied
+    return uuid.uuid4().hex
+
+
+def _read_token(cfg: Config) -> bytes | None:
+    if cfg.token_file is None:
+        return None
+    try:
+        token = cfg.token_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StartupError(f"auth.token-file {cfg.token_file}: cannot read: {exc.strerror or exc}") from None
+    if len(token) < 16:
+        raise StartupError(f"auth.token-file {cfg.token_file}: the token must be at least 16 characters")
+    return token.encode()
+

@@ -1,0 +1,144 @@
+"""Serving: waitress with JSON errors, systemd notification, a watchdog and a graceful SIGTERM drain.
+
+waitress answers some errors itself before the app sees the request (a body over max_request_body_size, a malformed
+request line, headers too large); ``JsonErrorTask`` gives those the standard JSON error body too.
+
+Lifecycle: models are loaded and warmed, the sockets bound, then ``READY=1``. On SIGTERM or SIGINT the listening
+sockets close (no new connections), ``/health`` turns 503 ``draining``, in-flight requests get up to
+``server.drain-timeout`` to finish, the cache is checkpointed, ``STOPPING=1`` is sent, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+import sdnotify
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask
+
+from . import errors as http_errors
+from .app import Service
+
+log = logging.getLogger(__name__)
+LOOP_TICK = 0.25
+
+
+class JsonErrorTask(ErrorTask):
+    def execute(self):
+        error = self.request.error
+        status = f"{error.code} {error.reason}"
+        code = http_errors.CODE_FOR_STATUS.get(error.code, "BAD_REQUEST")
+        body = http_errors.body(code, f"{error.reason}: {error.body}".strip(": "))
+        self.status = status
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+
+def listen_spec(host: str, port: int) -> str:
+    if host == "":
+        return f"*:{port}"  # the seed's ":PORT": every interface, IPv4 and IPv6
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def build_server(service: Service):
+    cfg = service.cfg
+    server = create_server(
+        service.app,
+        listen=listen_spec(cfg.listen.host, cfg.listen.port),
+        threads=cfg.server.workers,
+        channel_timeout=max(1, int(cfg.server.read_timeout)),
+        max_request_body_size=cfg.limits.video_size,
+        ident="liveness-edge",
+        clear_untrusted_proxy_headers=True,
+        expose_tracebacks=False,
+    )
+    for obj in list(server.map.values()):
+        if isinstance(obj, BaseWSGIServer):
+            obj.channel_class = JsonChannel
+    return server
+
+
+def bound_addresses(server) -> list[tuple[str, int]]:
+    return [(obj.effective_host, obj.effective_port) for obj in server.map.values() if isinstance(obj, BaseWSGIServer)]
+
+
+class Runner:
+    """Drives waitress's loop so that shutdown can drain instead of dropping in-flight responses."""
+
+    def __init__(self, service: Service, server):
+        self.service = service
+        self.server = server
+        self.stop_requested = threading.Event()
+        self.notifier = sdnotify.SystemdNotifier()
+        self.last_tick = time.monotonic()
+
+    def request_stop(self, signum=None, _frame=None) -> None:
+        if not self.stop_requested.is_set():
+            log.info("signal %s: draining", signal.Signals(signum).name if signum else "stop")
+        self.stop_requested.set()
+
+    def serve(self) -> int:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.service.state.ready = True
+        for host, port in bound_addresses(self.server):
+            log.info("serving on %s port %s", host, port)
+        self._start_watchdog()
+        self.notifier.notify("READY=1\nSTATUS=serving")
+        while not self.stop_requested.is_set():
+            self._tick()
+        return self._drain()
+
+    def _tick(self) -> None:
+        wasyncore.loop(timeout=LOOP_TICK, map=self.server.map, use_poll=True, count=1)
+        self.last_tick = time.monotonic()
+
+    def _busy(self) -> bool:
+        if self.service.in_flight:
+            return True
+        return any(isinstance(obj, HTTPChannel) and (obj.requests or obj.total_outbufs_len)
+                   for obj in list(self.server.map.values()))
+
+    def _drain(self) -> int:
+        state = self.service.state
+        state.draining, state.ready = True, False
+        self.notifier.notify("STOPPING=1\nSTATUS=draining")
+        for obj in list(self.server.map.values()):
+            if isinstance(obj, BaseWSGIServer):
+                obj.close()  # stop accepting; open connections keep being served
+        deadline = time.monotonic() + self.service.cfg.server.drain_timeout
+        while self._busy() and time.monotonic() < deadline:
+            self._tick()
+        leftover = self.service.in_flight
+        if leftover:
+            log.warning("drain timeout: %d request(s) still running are abandoned", leftover)
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        self.service.cache.checkpoint()
+        log.info("stopped")
+        return 0
+
+    def _start_watchdog(self) -> None:
+        """WATCHDOG=1 at half the systemd period, only while the request loop keeps turning."""
+        usec = os.environ.get("WATCHDOG_USEC")
+        if not usec or not usec.isdigit():
+            return
+        period = int(usec) / 1e6
+
+        def ping():
+            while not self.stop_requested.wait(period / 2):
+                if time.monotonic() - self.last_tick < period / 2:
+                    self.notifier.notify("WATCHDOG=1")
+
+        threading.Thread(target=ping, name="watchdog", daemon=True).start()

@@ -1,0 +1,197 @@
+"""The one place that strings the stages together: decode -> detect -> select -> landmarks + quality -> liveness ->
+encode -> cache.
+
+Frames are processed as they are decoded, so a request holds one frame at a time plus small face crops and, for
+return_photo, the best frame so far. The stages know nothing of HTTP; this module knows nothing of HTTP either: it
+returns a ``ClipResult`` or raises a typed error from ``errors``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import cv2
+import numpy as np
+
+from .cache import DetectionCache, StoredDetection
+from .config import Config
+from .decode import Decoder, Frame, full_bgr, small_rgb, upright_size
+from .detect import FaceBox
+from .errors import MultipleFaces, NoFace, NotEnoughFrames
+from .landmarks import Landmarks
+from .models import ModelSet
+from .quality import Quality, assess
+from .align import crop
+
+# Why a decoded frame was not selected; the keys are reported in errors and metrics.
+DROP_REASONS = ("no_face", "multiple_faces", "small_face", "low_quality")
+NORMALIZED_SIZE = 192
+
+
+@dataclass(frozen=True)
+class Options:
+    return_photo: bool = False
+    return_normalized: bool = False
+    return_detection: bool = False
+
+
+@dataclass(frozen=True)
+class FaceSample:
+    """A selected face: where it is, how good it is, and the crop the liveness model looks at."""
+
+    frame_no: int
+    frame_ts: float
+    face: FaceBox
+    bbox: tuple[int, int, int, int]  # left, top, right, bottom in original frame pixels, clipped
+    quality: Quality
+    landmarks: Landmarks
+    liveness_crop: np.ndarray
+
+
+@dataclass(frozen=True)
+class BestFace:
+    liveness: float
+    quality: float
+    bbox: tuple[int, int, int, int]
+    frame_no: int
+    frame_ts: float
+    detection_id: str | None = None
+    photo_jpeg: bytes | None = None
+    normalized_png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    alive: bool
+    average_liveness: float
+    best_face: BestFace
+    frames_decoded: int
+    frames_selected: int
+    dropped: dict[str, int]
+    frame_scores: tuple[float, ...]
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _Stopwatch:
+    """Accumulates wall time per stage for the metrics' per-stage histograms and the benchmark's breakdown."""
+
+    def __init__(self):
+        self.totals: Counter[str] = Counter()
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.totals[stage] += now - self._last
+        self._last = now
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, models: ModelSet, cache: DetectionCache | None = None):
+        self.cfg = cfg
+        self.models = models
+        self.cache = cache
+
+    def run(self, body: bytes | BinaryIO, options: Options = Options()) -> ClipResult:
+        cfg = self.cfg
+        watch = _Stopwatch()
+        samples: list[FaceSample] = []
+        dropped: Counter[str] = Counter()
+        best_frame: Frame | None = None
+        best: FaceSample | None = None
+        with Decoder(body, cfg.limits, cfg.max_decoded_frames) as decoder:
+            watch.lap("decode")
+            for frame in decoder.frames():
+                watch.lap("decode")
+                sample, reason = self._examine(frame, watch)
+                if sample is None:
+                    dropped[reason] += 1
+                    continue
+                samples.append(sample)
+                if best is None or sample.quality.score > best.quality.score:
+                    best, best_frame = sample, frame
+            frames_decoded = decoder.frames_decoded
+            watch.lap("decode")
+        if len(samples) < cfg.min_selected_frames:
+            raise self._too_few(frames_decoded, len(samples), dropped)
+        scores = self.models.liveness.scores(np.stack([s.liveness_crop for s in samples]),
+                                             cfg.extraction_api.request_batch_size)
+        watch.lap("liveness")
+        average = float(np.mean(scores))
+        best_index = samples.index(best)
+        best_face = self._best_face(best, best_frame, float(scores[best_index]), options, watch)
+        return ClipResult(
+            alive=average >= cfg.liveness_threshold,
+            average_liveness=average,
+            best_face=best_face,
+            frames_decoded=frames_decoded,
+            frames_selected=len(samples),
+            dropped={reason: dropped.get(reason, 0) for reason in DROP_REASONS},
+            frame_scores=tuple(float(s) for s in scores),
+            stage_seconds=dict(watch.totals),
+        )
+
+    def _examine(self, frame: Frame, watch: _Stopwatch) -> tuple[FaceSample | None, str]:
+        """Detect, select and assess the face in one frame; (sample, "") or (None, drop reason)."""
+        cfg, models = self.cfg, self.models
+        small, scale = small_rgb(frame, models.detector.input_size)
+        watch.lap("convert")
+        faces = models.detector.detect(small, 1.0 / scale)
+        watch.lap("detect")
+        if not faces:
+            return None, "no_face"
+        if len(faces) > 1 and cfg.mf_selector == "reject":
+            return None, "multiple_faces"
+        face = max(faces, key=lambda f: f.area)
+        if min(face.width, face.height) < cfg.quality.min_face_px:
+            return None, "small_face"
+        landmarks, aligned = models.landmarks.run(frame, face)
+        watch.lap("landmarks")
+        # Quality looks at the face itself: the centre of the 1.5x landmark crop.
+        side = aligned.shape[0]
+        quality = assess(face, aligned[side // 6 : side - side // 6, side // 6 : side - side // 6], landmarks.presence)
+        watch.lap("quality")
+        if quality.score < cfg.quality.min_score:
+            return None, "low_quality"
+        liveness_crop = models.liveness.cut(frame, face)
+        watch.lap("crop")
+        width, height = upright_size(frame)
+        return FaceSample(frame.index, round(frame.ts, 6), face, face.clipped(width, height), quality, landmarks,
+                          liveness_crop), ""
+
+    def _too_few(self, decoded: int, selected: int, dropped: Counter) -> Exception:
+        need = self.cfg.min_selected_frames
+        counts = {"frames_decoded": decoded, "frames_selected": selected,
+                  "min_selected_frames": need, "dropped": {r: dropped.get(r, 0) for r in DROP_REASONS}}
+        why = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in dropped.most_common() if n)
+        text = f"{selected} of {decoded} decoded frames are usable, {need} needed" + (f" ({why})" if why else "")
+        if selected == 0 and dropped.get("no_face", 0) == decoded:
+            return NoFace(f"no face found: {text}", **counts)
+        if self.cfg.mf_selector == "reject" and selected + dropped.get("multiple_faces", 0) >= need:
+            return MultipleFaces(f"too many frames show several faces (mf-selector: reject): {text}", **counts)
+        return NotEnoughFrames(f"not enough usable frames: {text}", **counts)
+
+    def _best_face(self, best: FaceSample, frame: Frame, liveness: float, options: Options,
+                   watch: _Stopwatch) -> BestFace:
+        photo = normalized = detection_id = None
+        if options.return_photo:
+            ok, buf = cv2.imencode(".jpg", full_bgr(frame),
+                                   [cv2.IMWRITE_JPEG_QUALITY, self.cfg.fullframe_jpeg_quality])
+            photo = buf.tobytes() if ok else None
+        if options.return_normalized or options.return_detection:
+            aligned = crop(frame, best.landmarks.roi, NORMALIZED_SIZE)  # recut once, only for the best face
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(aligned, cv2.COLOR_RGB2BGR))
+            normalized = buf.tobytes() if ok else None
+        watch.lap("encode")
+        if options.return_detection and self.cache is not None:
+            detection_id = self.cache.put(StoredDetection.new(
+                bbox=best.bbox, quality=best.quality.score, liveness=liveness, frame_no=best.frame_no,
+                frame_ts=best.frame_ts, normalized_png=normalized or b""))
+            watch.lap("cache")
+        return BestFace(
+            liveness=liveness, quality=best.quality.score, bbox=best.bbox, frame_no=best.frame_no,
+            frame_ts=best.frame_ts, detection_id=detection_id, photo_jpeg=photo,
+            normalized_png=normalized if options.return_normalized else None,
+        )

@@ -1,0 +1,149 @@
+"""The one interface every inference runtime implements, and the thread-safe model handle built on it.
+
+A ``Backend`` (one plugin module per delegate: cpu, edgetpu, gpu) knows how to build an interpreter for a model file.
+A ``Model`` wraps one model file on one backend; because TFLite interpreters are not thread-safe, it keeps one
+interpreter per worker thread, created lazily and never shared. Callers pass float arrays in the model's own input
+range; the model quantizes and dequantizes int8/uint8 tensors itself, so stages never see quantization.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StartupError
+from .litert import interpreter_package
+
+
+class Backend(abc.ABC):
+    """One inference runtime/delegate."""
+
+    key: str = ""
+    #: The model variant this backend runs best ("int8" for EdgeTPU); None = take the manifest's measured preference.
+    preferred_variant: str | None = None
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    @abc.abstractmethod
+    def probe(self) -> None:
+        """Raise StartupError naming the library looked for if this backend cannot run on this box."""
+
+    @abc.abstractmethod
+    def make_interpreter(self, path: Path):
+        """A new, allocated interpreter for ``path``."""
+
+    def describe(self) -> str:
+        return self.key
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    shape: tuple[int, ...]
+    signature: tuple[int, ...]  # -1 where the dimension is dynamic
+    dtype: str
+    scale: float
+    zero_point: int
+
+
+class Model:
+    """A model file on a backend, safe to call from any worker thread."""
+
+    def __init__(self, path: Path, backend: Backend, name: str = ""):
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        self.backend = backend
+        self._local = threading.local()
+        try:
+            first = self._interpreter()  # loads once at start so a corrupt file fails here, not on the first request
+        except StartupError:
+            raise
+        except Exception as exc:  # the interpreter's own error text is the most useful thing to show
+            raise StartupError(f"model {self.path}: cannot be loaded by {backend.describe()}: {exc}") from None
+        self.inputs = [self._spec(d) for d in first.get_input_details()]
+        self.outputs = [self._spec(d) for d in first.get_output_details()]
+        self.output_names = [d["name"] for d in first.get_output_details()]
+        self.warm_ms: float | None = None
+
+    @staticmethod
+    def _spec(detail) -> TensorSpec:
+        scale, zero = detail.get("quantization", (0.0, 0))
+        sig = detail.get("shape_signature", detail["shape"])
+        return TensorSpec(tuple(int(x) for x in detail["shape"]), tuple(int(x) for x in sig),
+                          np.dtype(detail["dtype"]).name, float(scale), int(zero))
+
+    def _interpreter(self):
+        interp = getattr(self._local, "interp", None)
+        if interp is None:
+            interp = self.backend.make_interpreter(self.path)
+            self._local.interp = interp
+            self._local.batch = int(interp.get_input_details()[0]["shape"][0])
+        return interp
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        shape = self.inputs[0].shape
+        return (shape[1], shape[2]) if shape[-1] in (1, 3) else (shape[2], shape[3])
+
+    @property
+    def batchable(self) -> bool:
+        return self.inputs[0].signature[0] == -1
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run a float batch [N, ...] through the model; returns float outputs, each [N, ...]."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if self.batchable:
+            return self._invoke(batch)
+        results = [self._invoke(batch[i : i + 1]) for i in range(len(batch))]
+        return [np.concatenate([r[k] for r in results]) for k in range(len(self.outputs))]
+
+    def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
+        interp = self._interpreter()
+        detail = interp.get_input_details()[0]
+        if self.batchable and self._local.batch != len(batch):
+            # Resized only when the batch size changes, so a steady batch size never reallocates.
+            interp.resize_tensor_input(detail["index"], [len(batch), *detail["shape"][1:]])
+            interp.allocate_tensors()
+            self._local.batch = len(batch)
+            detail = interp.get_input_details()[0]
+        interp.set_tensor(detail["index"], _quantize(batch, detail))
+        interp.invoke()
+        return [_dequantize(interp.get_tensor(d["index"]), d) for d in interp.get_output_details()]
+
+    def warm_up(self, runs: int = 5) -> float:
+        """Invoke on zeros a few times (first invokes are slow); records and returns the mean warm ms."""
+        zeros = np.zeros((1, *self.inputs[0].shape[1:]), np.float32)
+        self.run(zeros)
+        start = time.perf_counter()
+        for _ in range(runs):
+            self.run(zeros)
+        self.warm_ms = (time.perf_counter() - start) * 1000.0 / runs
+        return self.warm_ms
+
+
+def _quantize(values: np.ndarray, detail) -> np.ndarray:
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return values
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(values: np.ndarray, detail) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return values.copy()  # the interpreter reuses its buffers; callers keep results across invokes
+    scale, zero = detail["quantization"]
+    return (values.astype(np.float32) - zero) * scale
+
+
+def new_interpreter(path: Path, threads: int, delegates=None):
+    package = interpreter_package()
+    interp = package.Interpreter(model_path=str(path), num_threads=threads, experimental_delegates=delegates)
+    interp.allocate_tensors()
+    return interp
