@@ -21,8 +21,13 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/liveness-edge serve --config config/liveness-edge.ini
 
+TESTDATA := .cache/testdata/astronaut.png
+
+$(TESTDATA): tools/fetch_testdata.py | $(STAMP)
+	$(PY) tools/fetch_testdata.py $@
+
 ## make test: the whole suite (skips what needs ../shared when it is absent)
-test: $(STAMP)
+test: $(STAMP) $(TESTDATA)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

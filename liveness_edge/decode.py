@@ -200,7 +200,8 @@ class Decoder:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    # FFmpeg errors read "[Errno N] Invalid data found when processing input: '<none>'": keep the words only.
+    text = (getattr(exc, "strerror", None) or str(exc)).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
 
 

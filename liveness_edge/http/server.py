@@ -52,6 +52,11 @@ def listen_spec(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def socket_map(server) -> dict:
+    """waitress's asyncore map: ``map`` on a multi-socket server, ``_map`` on a single one."""
+    return server.map if hasattr(server, "map") else server._map
+
+
 def build_server(service: Service):
     cfg = service.cfg
     server = create_server(
@@ -64,14 +69,15 @@ def build_server(service: Service):
         clear_untrusted_proxy_headers=True,
         expose_tracebacks=False,
     )
-    for obj in list(server.map.values()):
+    for obj in list(socket_map(server).values()):
         if isinstance(obj, BaseWSGIServer):
             obj.channel_class = JsonChannel
     return server
 
 
 def bound_addresses(server) -> list[tuple[str, int]]:
-    return [(obj.effective_host, obj.effective_port) for obj in server.map.values() if isinstance(obj, BaseWSGIServer)]
+    return [(obj.effective_host, obj.effective_port) for obj in socket_map(server).values()
+            if isinstance(obj, BaseWSGIServer)]
 
 
 class Runner:
@@ -102,20 +108,20 @@ class Runner:
         return self._drain()
 
     def _tick(self) -> None:
-        wasyncore.loop(timeout=LOOP_TICK, map=self.server.map, use_poll=True, count=1)
+        wasyncore.loop(timeout=LOOP_TICK, map=socket_map(self.server), use_poll=True, count=1)
         self.last_tick = time.monotonic()
 
     def _busy(self) -> bool:
         if self.service.in_flight:
             return True
         return any(isinstance(obj, HTTPChannel) and (obj.requests or obj.total_outbufs_len)
-                   for obj in list(self.server.map.values()))
+                   for obj in list(socket_map(self.server).values()))
 
     def _drain(self) -> int:
         state = self.service.state
         state.draining, state.ready = True, False
         self.notifier.notify("STOPPING=1\nSTATUS=draining")
-        for obj in list(self.server.map.values()):
+        for obj in list(socket_map(self.server).values()):
             if isinstance(obj, BaseWSGIServer):
                 obj.close()  # stop accepting; open connections keep being served
         deadline = time.monotonic() + self.service.cfg.server.drain_timeout

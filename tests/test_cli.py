@@ -1,0 +1,102 @@
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import Daemon, write_config
+from media import ROOT, face_clip
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "liveness_edge", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=120)
+
+
+def test_config_check_accepts_the_shipped_config():
+    result = run_cli("config-check", "config/liveness-edge.ini")
+    assert result.returncode == 0 and "OK" in result.stdout
+
+
+def test_config_check_names_the_bad_key(tmp_path):
+    bad = tmp_path / "bad.ini"
+    bad.write_text("listen: :18301\nlimits:\n  video-fsp: 30\n")
+    result = run_cli("config-check", str(bad))
+    assert result.returncode == 2
+    assert "limits.video-fsp" in result.stderr and "did you mean 'video-fps'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_bad_config_with_one_line(tmp_path):
+    bad = tmp_path / "bad.ini"
+    bad.write_text("min-selected-frames: 50\n")
+    result = run_cli("--config", str(bad), "serve")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "min-selected-frames" in result.stderr
+
+
+def test_check_prints_the_same_json_as_the_daemon(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(face_clip(frames=12))
+    config = write_config(tmp_path)
+    result = run_cli("--config", str(config), "check", str(clip))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["file"] == str(clip) and set(out) == {"file", "alive", "average_liveness", "best_face"}
+    d = Daemon(config)
+    try:
+        status, _, body = d.post_clip(clip.read_bytes())
+    finally:
+        d.stop()
+    assert status == 200
+    assert body["average_liveness"] == pytest.approx(out["average_liveness"], abs=1e-6)
+    assert body["best_face"] == out["best_face"]
+
+
+def test_check_reports_errors_and_exits_1(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nope")
+    result = run_cli("--config", str(write_config(tmp_path)), "check", str(bad))
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"]["code"] == "BAD_VIDEO"
+
+
+def test_version_and_models():
+    assert run_cli("version").stdout.startswith("liveness-edge ")
+    result = run_cli("models")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {m["role"] for m in report["models"]} == {"detector", "landmarks", "liveness"}
+    assert all(m["warm_invoke_ms"] > 0 for m in report["models"])
+
+
+def test_sigterm_exits_zero_and_detections_survive_restart(tmp_path):
+    config = write_config(tmp_path)
+    d = Daemon(config)
+    status, _, body = d.post_clip(face_clip(frames=12), "return_detection=true")
+    assert status == 200
+    ident = body["best_face"]["detection_id"]
+    assert d.stop(signal.SIGTERM) == 0
+    assert any("stopped" in line for line in d.lines)
+    again = Daemon(config)
+    try:
+        status, _, stored = again.request("GET", f"/v1/detections/{ident}")
+    finally:
+        again.stop()
+    assert status == 200 and stored["id"] == ident
+
+
+def test_corrupt_model_is_refused_naming_the_file(tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models" / "tflite", models)
+    victim = next(models.glob("face_landmark*.tflite"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    config = write_config(tmp_path, f'dir: "{models}"')
+    result = run_cli("--config", str(config), "serve")
+    assert result.returncode == 2
+    assert victim.name in result.stderr and "sha256" in result.stderr

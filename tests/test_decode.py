@@ -1,0 +1,118 @@
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from liveness_edge.config import Limits
+from liveness_edge.decode import Decoder, check_content_type, full_bgr, region_rgb, small_rgb
+from liveness_edge.errors import BadVideo, UnsupportedMediaType, VideoLimitsExceeded
+from media import blank_frames, encode, face_clip
+
+LIMITS = Limits(video_size=10485760, video_length_sec=60, video_fps=30, video_width_px=1920, video_height_px=1080)
+
+
+def decode_all(clip: bytes, limits: Limits = LIMITS, max_frames: int = 30):
+    with Decoder(clip, limits, max_frames) as decoder:
+        frames = list(decoder.frames())
+        return frames, decoder
+
+
+def test_stops_after_max_decoded_frames_of_a_longer_clip():
+    clip = encode(blank_frames(90, 160, 120))
+    frames, decoder = decode_all(clip, max_frames=30)
+    assert len(frames) == 30 and decoder.frames_decoded == 30
+    assert [f.index for f in frames] == list(range(30))
+    assert frames[1].ts == pytest.approx(1 / 30, abs=1e-3)
+
+
+def test_short_clip_yields_all_its_frames():
+    frames, _ = decode_all(encode(blank_frames(7, 160, 120)))
+    assert len(frames) == 7
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (1080, 1920)])
+def test_full_hd_is_accepted_in_either_orientation(size):
+    frames, decoder = decode_all(encode(blank_frames(2, *size)))
+    assert (decoder.info.width, decoder.info.height) == size
+
+
+@pytest.mark.parametrize("width, height, param", [(2048, 1080, "limits.video-width-px"),
+                                                  (1920, 1200, "limits.video-height-px")])
+def test_too_large_frames_are_refused_from_metadata(width, height, param):
+    with pytest.raises(VideoLimitsExceeded) as err:
+        decode_all(encode(blank_frames(2, width, height)))
+    assert err.value.param == param
+
+
+def test_too_many_fps_is_refused():
+    with pytest.raises(VideoLimitsExceeded) as err:
+        decode_all(encode(blank_frames(10, 160, 120), fps=60))
+    assert err.value.param == "limits.video-fps"
+
+
+def test_ntsc_rate_is_within_a_30_fps_limit():
+    frames, decoder = decode_all(encode(blank_frames(5, 160, 120), fps=Fraction(30000, 1001)))
+    assert len(frames) == 5
+
+
+def test_too_long_is_refused_from_metadata():
+    limits = Limits(10485760, 2, 30, 1920, 1080)
+    with pytest.raises(VideoLimitsExceeded) as err:
+        decode_all(encode(blank_frames(90, 160, 120), fps=30), limits)
+    assert err.value.param == "limits.video-length-sec"
+
+
+def test_lying_timestamps_are_refused_while_decoding():
+    # Declares 25 fps but the timestamps advance 1/10000 s per frame: the real rate is caught on decoded frames.
+    clip = encode(blank_frames(12, 160, 120), fps=25, container="matroska", time_base=Fraction(1, 10000),
+                  pts_step=1)
+    with pytest.raises(VideoLimitsExceeded) as err:
+        decode_all(clip)
+    assert err.value.param == "limits.video-fps"
+
+
+@pytest.mark.parametrize("body", [b"", b"x", b"not a video at all" * 100, bytes(range(256)) * 50])
+def test_garbage_is_bad_video(body):
+    with pytest.raises(BadVideo):
+        decode_all(body)
+
+
+def test_truncated_streamable_clip_keeps_the_frames_before_the_cut():
+    clip = face_clip(frames=30, container="matroska")
+    frames, _ = decode_all(clip[: len(clip) // 2])
+    assert 5 <= len(frames) < 30
+
+
+def test_truncated_mp4_without_its_index_is_bad_video():
+    clip = face_clip(frames=30)  # PyAV's mp4 muxer writes the moov index last
+    with pytest.raises(BadVideo, match="not a decodable video: Invalid data"):
+        decode_all(clip[: len(clip) * 2 // 3])
+
+
+def test_region_conversion_matches_the_full_frame_conversion():
+    clip = face_clip(frames=1, width=642, height=482)
+    frames, _ = decode_all(clip)
+    frame = frames[0]
+    full = full_bgr(frame)[..., ::-1].astype(int)
+    for x0, y0, x1, y1 in [(0, 0, 100, 80), (17, 33, 301, 250), (501, 401, 642, 482), (123, 7, 124, 9)]:
+        window = region_rgb(frame, x0, y0, x1, y1).astype(int)
+        assert window.shape == (y1 - y0, x1 - x0, 3)
+        assert np.abs(window - full[y0:y1, x0:x1]).mean() < 2.0
+
+
+def test_small_rgb_keeps_aspect():
+    frames, _ = decode_all(face_clip(frames=1, width=640, height=480))
+    small, scale = small_rgb(frames[0], 192)
+    assert small.shape == (144, 192, 3) and scale == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("value", ["video/mp4", "video/webm", "video/quicktime", "video/x-matroska",
+                                   "application/octet-stream", "Video/MP4; codecs=avc1"])
+def test_accepted_content_types(value):
+    check_content_type(value)
+
+
+@pytest.mark.parametrize("value", [None, "", "text/plain", "image/jpeg", "multipart/form-data"])
+def test_refused_content_types(value):
+    with pytest.raises(UnsupportedMediaType):
+        check_content_type(value)
