@@ -39,3 +39,6 @@ models:
 
 clean:
 	rm -rf $(VENV) .cache build dist *.egg-info
+
+# Feature areas keep their targets in mk/*.mk (packaging, evaluation, hardening), sharing the variables above.
+-include mk/*.mk

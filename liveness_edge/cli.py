@@ -58,7 +58,7 @@ def cmd_check(args) -> int:
     models = load_models(cfg)
     cache = DetectionCache(cfg.state_dir, cfg.cache.max_entries, cfg.cache.ttl) if args.return_detection else None
     pipeline = Pipeline(cfg, models, cache)
-    options = Options(args.return_photo, args.return_normalized, args.return_detection)
+    options = Options(args.return_photo, args.return_normalized, args.return_detection, return_frames=args.verbose)
     failed = 0
     for clip in args.clips:
         try:
@@ -69,7 +69,6 @@ def cmd_check(args) -> int:
                 out["frames_decoded"] = result.frames_decoded
                 out["frames_selected"] = result.frames_selected
                 out["dropped"] = result.dropped
-                out["frame_scores"] = [round(s, 4) for s in result.frame_scores]
         except LivenessError as exc:
             failed += 1
             out = {"file": clip, "error": exc.as_dict()}
@@ -114,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--return-photo", action="store_true")
     check.add_argument("--return-normalized", action="store_true")
     check.add_argument("--return-detection", action="store_true")
-    check.add_argument("-v", "--verbose", action="store_true", help="add frame counts and per-frame scores")
+    check.add_argument("-v", "--verbose", action="store_true", help="add frame counts, per-frame scores and per-cue results")
     check.set_defaults(func=cmd_check)
     cc = sub.add_parser("config-check", help="validate a config file and exit")
     cc.add_argument("path", nargs="?", default=None)

@@ -11,16 +11,18 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Callable, Sequence
 
 import cv2
 import numpy as np
 
 from .cache import DetectionCache, StoredDetection
+from .cues import ClipCue, CueScore
 from .config import Config
 from .decode import Decoder, Frame, full_bgr, small_rgb, upright_size
 from .detect import FaceBox
 from .errors import MultipleFaces, NoFace, NotEnoughFrames
+from .fusion import MeanFusion
 from .landmarks import Landmarks
 from .models import ModelSet
 from .quality import Quality, assess
@@ -36,6 +38,7 @@ class Options:
     return_photo: bool = False
     return_normalized: bool = False
     return_detection: bool = False
+    return_frames: bool = False  # debug: per-frame scores and per-cue results in the answer
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class ClipResult:
     frames_decoded: int
     frames_selected: int
     dropped: dict[str, int]
-    frame_scores: tuple[float, ...]
+    frame_scores: tuple[float, ...]  # fused liveness per selected frame
+    frames: tuple[dict, ...] = ()  # per selected frame: frame_no, frame_ts, quality, cnn, liveness
+    cues: tuple[CueScore, ...] = ()
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -89,10 +94,13 @@ class _Stopwatch:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, models: ModelSet, cache: DetectionCache | None = None):
+    def __init__(self, cfg: Config, models: ModelSet, cache: DetectionCache | None = None,
+                 cue_factories: Sequence[Callable[[], ClipCue]] = (), fusion=None):
         self.cfg = cfg
         self.models = models
         self.cache = cache
+        self.cue_factories = tuple(cue_factories)  # each call makes a fresh cue for one request
+        self.fusion = fusion or MeanFusion()
 
     def run(self, body: bytes | BinaryIO, options: Options = Options()) -> ClipResult:
         cfg = self.cfg
@@ -101,6 +109,7 @@ class Pipeline:
         dropped: Counter[str] = Counter()
         best_frame: Frame | None = None
         best: FaceSample | None = None
+        cues = [make() for make in self.cue_factories]
         with Decoder(body, cfg.limits, cfg.max_decoded_frames) as decoder:
             watch.lap("decode")
             for frame in decoder.frames():
@@ -110,26 +119,37 @@ class Pipeline:
                     dropped[reason] += 1
                     continue
                 samples.append(sample)
+                for cue in cues:
+                    cue.observe(frame, sample)
+                watch.lap("cues")
                 if best is None or sample.quality.score > best.quality.score:
                     best, best_frame = sample, frame
             frames_decoded = decoder.frames_decoded
             watch.lap("decode")
         if len(samples) < cfg.min_selected_frames:
             raise self._too_few(frames_decoded, len(samples), dropped)
-        scores = self.models.liveness.scores(np.stack([s.liveness_crop for s in samples]),
-                                             cfg.extraction_api.request_batch_size)
+        cnn = self.models.liveness.scores(np.stack([s.liveness_crop for s in samples]),
+                                          cfg.extraction_api.request_batch_size)
         watch.lap("liveness")
-        average = float(np.mean(scores))
+        cue_scores = tuple(cue.result() for cue in cues)
+        fused = self.fusion.combine(cnn, cue_scores)
+        watch.lap("fusion")
+        scores = fused.frame_scores
         best_index = samples.index(best)
         best_face = self._best_face(best, best_frame, float(scores[best_index]), options, watch)
+        frames = tuple({"frame_no": s.frame_no, "frame_ts": s.frame_ts, "quality": round(s.quality.score, 6),
+                        "cnn": round(float(c), 6), "liveness": round(float(f), 6)}
+                       for s, c, f in zip(samples, cnn, scores)) if options.return_frames else ()
         return ClipResult(
-            alive=average >= cfg.liveness_threshold,
-            average_liveness=average,
+            alive=fused.average >= cfg.liveness_threshold,
+            average_liveness=fused.average,
             best_face=best_face,
             frames_decoded=frames_decoded,
             frames_selected=len(samples),
             dropped={reason: dropped.get(reason, 0) for reason in DROP_REASONS},
             frame_scores=tuple(float(s) for s in scores),
+            frames=frames,
+            cues=cue_scores,
             stage_seconds=dict(watch.totals),
         )
 

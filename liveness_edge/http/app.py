@@ -32,7 +32,7 @@ from .metrics import Metrics
 
 log = logging.getLogger("liveness_edge.access")
 
-FLAGS = ("return_detection", "return_normalized", "return_photo")
+FLAGS = ("return_detection", "return_normalized", "return_photo", "return_frames")
 TRUE_VALUES, FALSE_VALUES = {"true", "1"}, {"false", "0"}
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_QUERY = 2048
@@ -115,7 +115,12 @@ def result_json(result: ClipResult) -> dict:
         face["normalized"] = base64.b64encode(best.normalized_png).decode()
     face["frame_no"] = best.frame_no
     face["frame_ts"] = round(best.frame_ts, 6)
-    return {"alive": result.alive, "average_liveness": round(result.average_liveness, 6), "best_face": face}
+    answer = {"alive": result.alive, "average_liveness": round(result.average_liveness, 6), "best_face": face}
+    if result.frames:  # return_frames: a debug view, outside the seed's fields
+        answer["frames"] = list(result.frames)
+        answer["cues"] = {c.name: {"value": None if c.value is None else round(c.value, 6), **c.detail}
+                          for c in result.cues}
+    return answer
 
 
 class Service:
