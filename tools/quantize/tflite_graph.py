@@ -69,8 +69,10 @@ class TFLiteGraph:
             out[name] = out.get(name, 0) + 1
         return out
 
-    def build_function(self):
-        """Callable x -> tuple of outputs (in the flatbuffer's output order), TF ops only."""
+    def build_function(self, upto: int | None = None):
+        """Callable x -> tuple of outputs (in the flatbuffer's output order), TF ops only.
+
+        ``upto``: stop after that many ops and return the last op's output (for debugging quantization)."""
         import tensorflow as tf
 
         def act(x, f):
@@ -90,7 +92,7 @@ class TFLiteGraph:
                     return vals[i]
                 return tf.constant(self.consts[i])
 
-            for name, op in self.ops:
+            for name, op in self.ops[:upto]:
                 o = op.builtinOptions
                 ins = list(op.inputs)
                 if name == "CONV_2D":
@@ -119,7 +121,8 @@ class TFLiteGraph:
                 elif name == "PRELU":
                     alpha = self.consts[ins[1]]
                     xin = get(ins[0])
-                    r = tf.nn.relu(xin) + alpha * tf.math.minimum(xin, 0.0)
+                    # Keras' PReLU form, which the converter fuses back into one PRELU op (quantizable)
+                    r = tf.nn.relu(xin) + tf.constant(-alpha) * tf.nn.relu(-xin)
                 elif name == "MAX_POOL_2D":
                     r = tf.nn.max_pool2d(get(ins[0]), ksize=[1, o.filterHeight, o.filterWidth, 1],
                                          strides=[1, o.strideH, o.strideW, 1], padding=_PAD[o.padding])
@@ -138,6 +141,8 @@ class TFLiteGraph:
                 else:
                     raise ValueError(f"unsupported TFLite op {name}")
                 vals[op.outputs[0]] = r
+            if upto is not None:
+                return (r,)
             return tuple(vals[i] for i in self.g.outputs)
 
         return run
