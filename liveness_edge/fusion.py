@@ -25,3 +25,8 @@ class MeanFusion:
     def combine(self, cnn_scores: np.ndarray, cues: Sequence[CueScore]) -> Fused:
         scores = np.asarray(cnn_scores, np.float64)
         return Fused(scores, float(scores.mean()))
+
+
+def load_fusion(cfg, models):
+    """The fusion the daemon uses for this config and model set."""
+    return MeanFusion()

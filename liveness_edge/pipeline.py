@@ -22,7 +22,8 @@ from .config import Config
 from .decode import Decoder, Frame, full_bgr, small_rgb, upright_size
 from .detect import FaceBox
 from .errors import MultipleFaces, NoFace, NotEnoughFrames
-from .fusion import MeanFusion
+from .cues.registry import default_cues
+from .fusion import load_fusion
 from .landmarks import Landmarks
 from .models import ModelSet
 from .quality import Quality, assess
@@ -95,12 +96,13 @@ class _Stopwatch:
 
 class Pipeline:
     def __init__(self, cfg: Config, models: ModelSet, cache: DetectionCache | None = None,
-                 cue_factories: Sequence[Callable[[], ClipCue]] = (), fusion=None):
+                 cue_factories: Sequence[Callable[[], ClipCue]] | None = None, fusion=None):
         self.cfg = cfg
         self.models = models
         self.cache = cache
-        self.cue_factories = tuple(cue_factories)  # each call makes a fresh cue for one request
-        self.fusion = fusion or MeanFusion()
+        # Each factory call makes a fresh cue for one request.
+        self.cue_factories = tuple(default_cues(cfg, models) if cue_factories is None else cue_factories)
+        self.fusion = fusion or load_fusion(cfg, models)
 
     def run(self, body: bytes | BinaryIO, options: Options = Options()) -> ClipResult:
         cfg = self.cfg
