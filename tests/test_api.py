@@ -21,6 +21,13 @@ def clip():
     return face_clip(frames=20, width=640, height=480)
 
 
+def read_until_closed(sock) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
 def assert_error(status, body, expected_status, code):
     assert status == expected_status, body
     assert set(body) >= {"code", "desc", "param"} and body["code"] == code, body
@@ -102,7 +109,7 @@ def test_too_large_by_content_length_is_413_before_the_body(daemon):
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"POST /v1/liveness HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\n"
                      b"Content-Length: 10485761\r\n\r\n")
-        reply = sock.recv(65536).decode()
+        reply = read_until_closed(sock).decode()
     head, _, payload = reply.partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 413")
     assert json.loads(payload)["code"] == "VIDEO_TOO_LARGE"
