@@ -147,6 +147,9 @@ class Source:
             self.shape = [1] + dims[1:]
             self.run1 = tfjs_graph.build_function(self.model, self.weights)
             self.run = lambda x: (self.run1(x),)
+            # int8 is converted from the same graph with the batch-norm affines folded into the next layer
+            self.fold1 = tfjs_graph.build_function(self.model, self.weights, fold=True)
+            self.run_int8 = lambda x: (self.fold1(x),)
             self.in_name = SPECS[name]["in_name"]
             out = next(iter(self.model["signature"]["outputs"].values()))
             self.out_names = [SPECS[name]["output"]["name"]]
@@ -162,6 +165,7 @@ class Source:
             self.in_name = g.input_names[0]
             self.out_names = g.output_names
             self.out_shapes = [[int(d) for d in g.g.tensors[i].shape] for i in g.g.outputs]
+            self.run_int8 = self.run
             self.ops = sorted(g.op_counts())
 
     def eager(self, x: np.ndarray) -> list[np.ndarray]:
@@ -324,6 +328,12 @@ def main(argv=None) -> int:
             got = f32(x)
             for r, g in zip(ref, got):
                 worst = max(worst, float(np.abs(r.reshape(g.shape) - g).max() / max(1.0, np.abs(r).max())))
+        if src.run_int8 is not src.run:  # the folded graph quantized for int8 must compute the same function
+            for x in xs:
+                for r, g in zip(src.eager(x), [o.numpy() for o in src.run_int8(tf.constant(x))]):
+                    fold_diff = float(np.abs(r - g).max() / max(1.0, np.abs(r).max()))
+                    if fold_diff > REBUILD_TOL:
+                        raise SystemExit(f"{name}: folded graph differs by {fold_diff}")
         checks[name] = {"inputs": len(xs), "max_rel_diff": float(f"{worst:.3g}"),
                         "what": ("TFJS graph evaluated op by op in TensorFlow vs the converted float32 .tflite"
                                  if src.path.suffix == ".json" else
@@ -352,7 +362,7 @@ def main(argv=None) -> int:
         build_i8 = not args.no_int8 and calib is not None and (args.only is None or name in args.only)
         if build_i8:
             rep = inputs_for(name, calib, src.shape[1])
-            data = tf_convert(src.run, src.shape, src.in_name, src.out_names, src.out_shapes, rep=rep)
+            data = tf_convert(src.run_int8, src.shape, src.in_name, src.out_names, src.out_shapes, rep=rep)
             tmp = out / f".{name}_int8.tflite.tmp"
             tmp.write_bytes(data)
             ok, fig = parity(name, faces.Litert(f32_path), faces.Litert(tmp), parity_set)

@@ -81,12 +81,25 @@ def input_spec(model: dict) -> tuple[str, list[int]]:
     raise ValueError("no Placeholder")
 
 
-def build_function(model: dict, weights: dict[str, np.ndarray]):
-    """A Python callable x -> output built from TF ops, one per graph node (used inside a tf.function)."""
+class _Affine:
+    """x * scale + offset with per-channel (last axis) constants, not yet applied (see build_function fold)."""
+
+    def __init__(self, x, scale, offset):
+        self.x, self.scale, self.offset = x, np.asarray(scale, np.float32), np.asarray(offset, np.float32)
+
+
+def build_function(model: dict, weights: dict[str, np.ndarray], out_name: str | None = None, fold: bool = False):
+    """A Python callable x -> output built from TF ops, one per graph node (used inside a tf.function).
+
+    ``out_name``: evaluate up to that node instead of the signature output (for debugging quantization).
+    ``fold``: carry per-channel Mul/Add by constants (folded batch norms) forward and fold them exactly into the
+    next conv/matmul (through MaxPool when every scale is > 0, and through a flatten Reshape). Same function, but
+    int8 quantization no longer has to represent the widely differing per-channel ranges of a BN output with one
+    per-tensor scale. The zero padding of a SAME conv is honoured: the offset becomes a constant bias map."""
     import tensorflow as tf
 
     nodes = {n["name"]: n for n in model["modelTopology"]["node"]}
-    out_name = next(iter(model["signature"]["outputs"].values()))["name"].split(":")[0]
+    out_name = out_name or next(iter(model["signature"]["outputs"].values()))["name"].split(":")[0]
     in_name, _ = input_spec(model)
 
     def run(x):
@@ -99,6 +112,12 @@ def build_function(model: dict, weights: dict[str, np.ndarray]):
             n = nodes[name]
             op = n["op"]
             args = [ev(i) for i in n.get("input", []) if not i.startswith("^")]
+            if fold:
+                r = _fold_step(tf, n, op, args, nodes, weights)
+                if r is not None:
+                    cache[name] = r
+                    return r
+                args = [_materialize(tf, a) for a in args]
             if op == "Const":
                 r = tf.constant(weights[name])
             elif op == "Identity":
@@ -141,9 +160,70 @@ def build_function(model: dict, weights: dict[str, np.ndarray]):
             cache[name] = r
             return r
 
-        return ev(out_name)
+        return _materialize(tf, ev(out_name))
 
     return run
+
+
+def _materialize(tf, a):
+    if isinstance(a, _Affine):
+        return a.x * a.scale + a.offset
+    return a
+
+
+def _const_vec(nodes, weights, name, channels):
+    name = name.split(":")[0]
+    if nodes[name]["op"] != "Const":
+        return None
+    v = np.asarray(weights[name], np.float32)
+    if v.ndim >= 1 and v.size == channels:
+        return v.reshape(-1)
+    return None
+
+
+def _fold_step(tf, n, op, args, nodes, weights):
+    """One node of the folding interpreter; None = evaluate normally (after materializing pending affines)."""
+    ins = [i for i in n.get("input", []) if not i.startswith("^")]
+    if op in ("Mul", "Add", "AddV2") and len(args) == 2:
+        x = args[0]
+        ch = int(_materialize(tf, x).shape[-1]) if not isinstance(x, _Affine) else int(x.x.shape[-1])
+        c = _const_vec(nodes, weights, ins[1], ch)
+        if c is None:
+            return None
+        base = x if isinstance(x, _Affine) else _Affine(x, np.ones(ch, np.float32), np.zeros(ch, np.float32))
+        if op == "Mul":
+            return _Affine(base.x, base.scale * c, base.offset * c)
+        return _Affine(base.x, base.scale, base.offset + c)
+    if not args or not isinstance(args[0], _Affine):
+        return None
+    a = args[0]
+    if op == "MaxPool" and np.all(a.scale > 0):
+        pooled = tf.nn.max_pool2d(a.x, ksize=_attr(n, "ksize"), strides=_attr(n, "strides"),
+                                  padding=_attr(n, "padding"))
+        return _Affine(pooled, a.scale, a.offset)
+    if op == "Reshape":
+        shape = [int(d) for d in np.asarray(weights[ins[1].split(":")[0]]).reshape(-1)]
+        if len(shape) == 2 and len(a.x.shape) == 4:  # NHWC flatten: channel is the fastest axis
+            reps = int(a.x.shape[1]) * int(a.x.shape[2])
+            return _Affine(tf.reshape(a.x, shape), np.tile(a.scale, reps), np.tile(a.offset, reps))
+        return None
+    if op in ("_FusedConv2D", "Conv2D") and _attr(n, "data_format", "NHWC") == "NHWC":
+        w = np.asarray(weights[ins[1].split(":")[0]], np.float32)
+        w2 = w * a.scale[None, None, :, None]
+        kw = dict(strides=_attr(n, "strides"), padding=_attr(n, "padding"), dilations=_attr(n, "dilations"))
+        if kw["padding"] not in ("SAME", "VALID"):
+            return None
+        r = tf.nn.conv2d(a.x, w2, **kw)
+        ones = np.ones([1] + [int(d) for d in a.x.shape[1:]], np.float32)
+        with tf.init_scope():  # evaluated once, eagerly: a constant of the graph
+            bias_map = tf.nn.conv2d(tf.constant(ones * a.offset), w, **kw).numpy()  # offset incl. zero padding
+        r = r + bias_map
+        return _fused(tf, r, _attr(n, "fused_ops", []), args[2:], "NHWC")
+    if op in ("_FusedMatMul", "MatMul") and not _attr(n, "transpose_a", False) and not _attr(n, "transpose_b", False):
+        w = np.asarray(weights[ins[1].split(":")[0]], np.float32)
+        r = tf.linalg.matmul(a.x, a.scale[:, None] * w) + (a.offset @ w)[None, :]
+        return _fused(tf, r, _attr(n, "fused_ops", []), args[2:], "NHWC")
+    return None
 
 
 def _fused(tf, r, fused_ops, extra, data_format):
