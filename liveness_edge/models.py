@@ -110,7 +110,8 @@ def _verified_file(models_dir: Path, name: str, variant: dict) -> tuple[Path, st
 
 
 def _bundled(models_dir: Path, manifest: dict, name: str, role: str, cfg: Config,
-             backend: Backend) -> tuple[Model, ModelInfo, dict]:
+             backend: Backend) -> tuple[Path, ModelInfo, dict]:
+    """The verified file for a bundled model, without loading it (every file is checked before any is loaded)."""
     entry = manifest["models"].get(name)
     if entry is None:
         raise StartupError(f"models.{role}: {name!r} is not in {models_dir / MANIFEST} "
@@ -122,10 +123,9 @@ def _bundled(models_dir: Path, manifest: dict, name: str, role: str, cfg: Config
         compiled = path.with_name(path.stem + "_edgetpu.tflite")
         if compiled.is_file():  # integrator-compiled; not in the manifest, so not hash-checked
             path = compiled
-    model = Model(path, backend, name)
     info = ModelInfo(role, name, str(path), digest, True, variant_name, backend.describe(), _runtime_name(),
                      None, entry.get("source", {}), entry.get("licence", ""))
-    return model, info, entry
+    return path, info, entry
 
 
 def _runtime_name() -> str:
@@ -133,7 +133,7 @@ def _runtime_name() -> str:
     return f"{package.name} {package.version}"
 
 
-def _slot_liveness(cfg: Config, backend: Backend) -> tuple[Model, ModelInfo, LivenessSpec]:
+def _slot_liveness(cfg: Config, backend: Backend) -> tuple[Path, ModelInfo, LivenessSpec]:
     spec_path = cfg.models.liveness_spec
     model_path, spec = load_spec_file(spec_path)
     if not model_path.is_file():
@@ -143,12 +143,9 @@ def _slot_liveness(cfg: Config, backend: Backend) -> tuple[Model, ModelInfo, Liv
     if expected and expected != digest:
         raise StartupError(f"model file {model_path} does not match the sha256 in {spec_path} "
                            f"(expected {expected}, got {digest})")
-    model = Model(model_path, backend, model_path.stem)
-    spec.check(model, str(spec_path))
     info = ModelInfo("liveness", model_path.stem, str(model_path), digest, bool(expected) or None,
-                     model.inputs[0].dtype, backend.describe(), _runtime_name(), None,
-                     {"spec": str(spec_path)}, "")
-    return model, info, spec
+                     "integrator", backend.describe(), _runtime_name(), None, {"spec": str(spec_path)}, "")
+    return model_path, info, spec
 
 
 def load_models(cfg: Config, warm: bool = True) -> ModelSet:
@@ -156,15 +153,19 @@ def load_models(cfg: Config, warm: bool = True) -> ModelSet:
     backend = choose_backend(cfg.runtime.delegate, cfg.runtime.threads)
     models_dir = cfg.models.dir
     manifest = read_manifest(models_dir)
-    det_model, det_info, _ = _bundled(models_dir, manifest, cfg.models.detector, "detector", cfg, backend)
-    lmk_model, lmk_info, _ = _bundled(models_dir, manifest, cfg.models.landmarks, "landmarks", cfg, backend)
+    det_path, det_info, _ = _bundled(models_dir, manifest, cfg.models.detector, "detector", cfg, backend)
+    lmk_path, lmk_info, _ = _bundled(models_dir, manifest, cfg.models.landmarks, "landmarks", cfg, backend)
     if cfg.models.liveness_spec is not None:
-        live_model, live_info, spec = _slot_liveness(cfg, backend)
+        live_path, live_info, spec = _slot_liveness(cfg, backend)
+        where = str(cfg.models.liveness_spec)
     else:
-        live_model, live_info, entry = _bundled(models_dir, manifest, cfg.models.liveness, "liveness", cfg, backend)
+        live_path, live_info, entry = _bundled(models_dir, manifest, cfg.models.liveness, "liveness", cfg, backend)
         where = f"{models_dir / MANIFEST} models.{cfg.models.liveness}"
         spec = spec_from_mapping(entry, where)
-        spec.check(live_model, where)
+    det_model = Model(det_path, backend, det_info.name)
+    lmk_model = Model(lmk_path, backend, lmk_info.name)
+    live_model = Model(live_path, backend, live_info.name)
+    spec.check(live_model, where)
     try:
         detector = FaceDetector(det_model, cfg.models.detector_score)
         landmarks = LandmarkModel(lmk_model)
