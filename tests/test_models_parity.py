@@ -21,7 +21,7 @@ import faces  # noqa: E402  (TensorFlow-free sampling and metrics shared with th
 
 MODELS = ROOT / "models" / "tflite"
 MANIFEST = json.loads((MODELS / "manifest.json").read_text())["models"]
-TEST_FRAMES = (12, 60, 108)  # not calibration frames (those are multiples of 8 plus... see faces.CALIB_FRAMES)
+TEST_FRAMES = (12, 60, 108)  # neither calibration (faces.CALIB_FRAMES: 0, 8, .., 112) nor build-parity frames
 MIN_BOX_IOU = 0.9
 MAX_SCORE_DIFF = 0.05
 MAX_LANDMARK_ERR_PCT = 3.0
