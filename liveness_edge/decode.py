@@ -19,6 +19,7 @@ from typing import BinaryIO, Iterator
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .config import Limits
 from .errors import BadVideo, UnsupportedMediaType, VideoLimitsExceeded
@@ -61,6 +62,8 @@ class Frame:
     height: int
     video_frame: av.VideoFrame
     rotation: int  # degrees clockwise the frame must be turned to be upright (EXIF / display matrix)
+    # Shared by every frame of one clip: libswscale's context (filter tables) is built once, not per frame.
+    reformatter: VideoReformatter
 
     @property
     def size(self) -> tuple[int, int]:
@@ -115,6 +118,7 @@ class Decoder:
         self.limits = limits
         self.max_frames = max_frames
         self.frames_decoded = 0
+        self.reformatter = VideoReformatter()
         source = io.BytesIO(body) if isinstance(body, (bytes, bytearray, memoryview)) else body
         try:
             self.container = av.open(source, mode="r", metadata_errors="ignore")
@@ -170,7 +174,7 @@ class Decoder:
                 first_ts = ts if first_ts is None else first_ts
                 self._check_frame(video_frame, ts - first_ts)
                 frame = Frame(self.frames_decoded, ts, video_frame.width, video_frame.height, video_frame,
-                              int(getattr(video_frame, "rotation", 0) or 0) % 360)
+                              int(getattr(video_frame, "rotation", 0) or 0) % 360, self.reformatter)
                 self.frames_decoded += 1
                 yield frame
                 if self.frames_decoded >= self.max_frames:
@@ -235,7 +239,7 @@ def small_rgb(frame: Frame, max_side: int) -> tuple[np.ndarray, float]:
         w_src, h_src = h, w
     else:
         w_src, h_src = w, h
-    small = frame.video_frame.reformat(width=w_src, height=h_src, format="rgb24",
+    small = frame.reformatter.reformat(frame.video_frame, width=w_src, height=h_src, format="rgb24",
                                        interpolation="AREA").to_ndarray()
     return _rotate(small, frame.rotation), scale
 
