@@ -47,20 +47,20 @@ REBUILD_TOL = 1e-4  # rebuilt float TF graph vs original .tflite: max abs diff /
 
 SPECS = {
     "face_detection_short_range": {
-        "role": "detector", "licence": "Apache-2.0", "range": [-1.0, 1.0],
+        "role": "detector", "licence": "Apache-2.0", "range": [-1.0, 1.0], "licence_note": "models: Google MediaPipe, Apache-2.0; the wheel's own LICENSE (MIT, Patrick Levin) covers its Python code",
         "output": {"regressors": "regressors", "scores": "classificators", "num_anchors": 896, "box_scale": 128,
                    "anchors": {"strides": [8, 16, 16, 16], "per_cell": [2, 6], "offset": 0.5, "fixed_size": True},
                    "score": "logit (apply sigmoid)", "regressor_layout": "x_center, y_center, w, h, 6 keypoints x,y"},
     },
     "face_detection_full_range": {
-        "role": "detector", "licence": "Apache-2.0", "range": [-1.0, 1.0],
+        "role": "detector", "licence": "Apache-2.0", "range": [-1.0, 1.0], "licence_note": "models: Google MediaPipe, Apache-2.0; the wheel's own LICENSE (MIT, Patrick Levin) covers its Python code",
         "output": {"regressors": "reshaped_regressor_face_4", "scores": "reshaped_classifier_face_4",
                    "num_anchors": 2304, "box_scale": 192,
                    "anchors": {"strides": [4], "per_cell": [1], "offset": 0.5, "fixed_size": True},
                    "score": "logit (apply sigmoid)", "regressor_layout": "x_center, y_center, w, h, 6 keypoints x,y"},
     },
     "face_landmark": {
-        "role": "landmarks", "licence": "Apache-2.0", "range": [0.0, 1.0],
+        "role": "landmarks", "licence": "Apache-2.0", "range": [0.0, 1.0], "licence_note": "models: Google MediaPipe, Apache-2.0; the wheel's own LICENSE (MIT, Patrick Levin) covers its Python code",
         "crop": "square ROI 1.5x the BlazeFace box about its centre (rotated upright by the eye line in MediaPipe)",
         "output": {"landmarks": "conv2d_20", "num_points": 468, "coords": "x, y, z per point in input pixels",
                    "face_flag": "conv2d_30", "face_flag_kind": "logit (apply sigmoid)"},
@@ -356,6 +356,8 @@ def main(argv=None) -> int:
         }
         if "crop" in spec:
             entry["input"]["crop"] = spec["crop"]
+        if "licence_note" in spec:
+            entry["licence_note"] = spec["licence_note"]
         f32_path = out / f"{name}.tflite"
         entry["variants"]["float32"] = variant_entry(f32_path, "none", "float32")
         i8_path = out / f"{name}_int8.tflite"
