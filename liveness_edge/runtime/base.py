@@ -1,15 +1,19 @@
 """The one interface every inference runtime implements, and the thread-safe model handle built on it.
 
 A ``Backend`` (one plugin module per delegate: cpu, edgetpu, gpu) knows how to build an interpreter for a model file.
-A ``Model`` wraps one model file on one backend; because TFLite interpreters are not thread-safe, it keeps one
-interpreter per worker thread, created lazily and never shared. Callers pass float arrays in the model's own input
-range; the model quantizes and dequantizes int8/uint8 tensors itself, so stages never see quantization.
+A ``Model`` wraps one model file on one backend. TFLite interpreters are not thread-safe, so each call checks an
+interpreter out of a small pool and returns it afterwards: an interpreter is never used by two threads at once,
+new ones are created lazily only when every existing one is busy, and the pool never grows past the number of
+requests that run models at the same time (the admission gate's slots), however many HTTP worker threads exist.
+Callers pass float arrays in the model's own input range; the model quantizes and dequantizes int8/uint8 tensors
+itself, so stages never see quantization.
 """
 
 from __future__ import annotations
 
 import abc
-import threading
+import contextlib
+import queue
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +62,18 @@ class Model:
         self.path = Path(path)
         self.name = name or self.path.stem
         self.backend = backend
-        self._local = threading.local()
+        self._idle: queue.LifoQueue[_Slot] = queue.LifoQueue()  # LIFO: the most recently used one is warm in cache
+        self.created = 0
         try:
-            first = self._interpreter()  # loads once at start so a corrupt file fails here, not on the first request
+            first = self._new_slot()  # loads once at start so a corrupt file fails here, not on the first request
         except StartupError:
             raise
         except Exception as exc:  # the interpreter's own error text is the most useful thing to show
             raise StartupError(f"model {self.path}: cannot be loaded by {backend.describe()}: {exc}") from None
-        self.inputs = [self._spec(d) for d in first.get_input_details()]
-        self.outputs = [self._spec(d) for d in first.get_output_details()]
-        self.output_names = [d["name"] for d in first.get_output_details()]
+        self._idle.put(first)
+        self.inputs = [self._spec(d) for d in first.interp.get_input_details()]
+        self.outputs = [self._spec(d) for d in first.interp.get_output_details()]
+        self.output_names = [d["name"] for d in first.interp.get_output_details()]
         self.warm_ms: float | None = None
 
     @staticmethod
@@ -77,13 +83,21 @@ class Model:
         return TensorSpec(tuple(int(x) for x in detail["shape"]), tuple(int(x) for x in sig),
                           np.dtype(detail["dtype"]).name, float(scale), int(zero))
 
-    def _interpreter(self):
-        interp = getattr(self._local, "interp", None)
-        if interp is None:
-            interp = self.backend.make_interpreter(self.path)
-            self._local.interp = interp
-            self._local.batch = int(interp.get_input_details()[0]["shape"][0])
-        return interp
+    def _new_slot(self) -> "_Slot":
+        interp = self.backend.make_interpreter(self.path)
+        self.created += 1
+        return _Slot(interp, int(interp.get_input_details()[0]["shape"][0]))
+
+    @contextlib.contextmanager
+    def _checkout(self):
+        try:
+            slot = self._idle.get_nowait()
+        except queue.Empty:
+            slot = self._new_slot()
+        try:
+            yield slot
+        finally:
+            self._idle.put(slot)
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -97,19 +111,20 @@ class Model:
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run a float batch [N, ...] through the model; returns float outputs, each [N, ...]."""
         batch = np.asarray(batch, dtype=np.float32)
-        if self.batchable:
-            return self._invoke(batch)
-        results = [self._invoke(batch[i : i + 1]) for i in range(len(batch))]
+        with self._checkout() as slot:
+            if self.batchable:
+                return self._invoke(slot, batch)
+            results = [self._invoke(slot, batch[i : i + 1]) for i in range(len(batch))]
         return [np.concatenate([r[k] for r in results]) for k in range(len(self.outputs))]
 
-    def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
-        interp = self._interpreter()
+    def _invoke(self, slot: "_Slot", batch: np.ndarray) -> list[np.ndarray]:
+        interp = slot.interp
         detail = interp.get_input_details()[0]
-        if self.batchable and self._local.batch != len(batch):
+        if self.batchable and slot.batch != len(batch):
             # Resized only when the batch size changes, so a steady batch size never reallocates.
             interp.resize_tensor_input(detail["index"], [len(batch), *detail["shape"][1:]])
             interp.allocate_tensors()
-            self._local.batch = len(batch)
+            slot.batch = len(batch)
             detail = interp.get_input_details()[0]
         interp.set_tensor(detail["index"], _quantize(batch, detail))
         interp.invoke()
@@ -124,6 +139,12 @@ class Model:
             self.run(zeros)
         self.warm_ms = (time.perf_counter() - start) * 1000.0 / runs
         return self.warm_ms
+
+
+@dataclass
+class _Slot:
+    interp: object
+    batch: int  # the batch size the input tensor is currently allocated for
 
 
 def _quantize(values: np.ndarray, detail) -> np.ndarray:

@@ -1,0 +1,110 @@
+import importlib.util
+import threading
+
+import numpy as np
+import pytest
+
+from liveness_edge.config import load_config
+from liveness_edge.errors import StartupError
+from liveness_edge.models import choose_variant
+from liveness_edge.runtime import Model, choose_backend
+from liveness_edge.runtime import litert
+from media import ROOT
+
+MODELS = ROOT / "models" / "tflite"
+
+
+def test_explicit_edgetpu_without_the_library_names_it():
+    with pytest.raises(StartupError, match="libedgetpu.so.1"):
+        choose_backend("edgetpu", 1)
+
+
+def test_explicit_gpu_without_the_library_names_it(monkeypatch):
+    monkeypatch.setenv("LIVENESS_EDGE_GPU_DELEGATE", "/nonexistent/libgpu_delegate.so")
+    with pytest.raises(StartupError, match="libgpu_delegate.so"):
+        choose_backend("gpu", 1)
+
+
+def test_auto_falls_back_to_cpu_and_says_why(caplog):
+    caplog.set_level("INFO")
+    backend = choose_backend("auto", 2)
+    assert backend.key == "cpu"
+    assert "skipping edgetpu" in caplog.text and "libedgetpu.so.1" in caplog.text
+
+
+def test_pool_never_shares_an_interpreter_and_stays_bounded():
+    model = Model(MODELS / "face_detection_short_range.tflite", choose_backend("cpu", 1))
+    rng = np.random.default_rng(0)
+    inputs = [rng.uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32) for _ in range(4)]
+    expected = [model.run(x)[0] for x in inputs]
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def worker(k):
+        barrier.wait()
+        for _ in range(15):
+            if not np.allclose(model.run(inputs[k])[0], expected[k], atol=1e-5):
+                errors.append(k)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors, "a result was corrupted by a shared interpreter"
+    assert 1 <= model.created <= 4
+
+
+def test_batchable_model_runs_a_batch_in_one_call():
+    path = MODELS / "antispoof.tflite"
+    model = Model(path, choose_backend("cpu", 1))
+    batch = np.random.default_rng(1).uniform(0, 1, (5, 128, 128, 3)).astype(np.float32)
+    together = model.run(batch)[0]
+    one_by_one = np.concatenate([model.run(batch[i : i + 1])[0] for i in range(5)])
+    assert together.shape[0] == 5
+    assert np.allclose(together, one_by_one, atol=1e-5)
+
+
+def test_variant_choice_per_backend():
+    entry = {"variants": {"float32": {}, "int8": {}}, "preferred": {"cpu": "int8", "edgetpu": "int8"}}
+    cpu = choose_backend("cpu", 1)
+    assert choose_variant(entry, "m", "auto", cpu) == "int8"
+    assert choose_variant(entry, "m", "float32", cpu) == "float32"
+    float_only = {"variants": {"float32": {}}, "preferred": {"edgetpu": "int8"}}
+
+    class FakeTpu:
+        key, preferred_variant = "edgetpu", "int8"
+
+    assert choose_variant(float_only, "m", "auto", FakeTpu()) == "float32"  # no int8 file: fall back
+    with pytest.raises(StartupError, match="no int8 variant"):
+        choose_variant(float_only, "m", "int8", cpu)
+
+
+def test_daemon_uses_the_faster_variant_recorded_for_the_cpu():
+    from liveness_edge.models import load_models, read_manifest
+
+    cfg = load_config(ROOT / "config" / "liveness-edge.ini")
+    manifest = read_manifest(cfg.models.dir)
+    models = load_models(cfg, warm=False)
+    for info in models.infos:
+        assert info.variant == manifest["models"][info.name]["preferred"]["cpu"]
+
+
+def test_forced_litert_package_is_used(monkeypatch):
+    monkeypatch.setenv(litert.FORCE_ENV, "litert")
+    monkeypatch.setattr(litert, "_cached", None)
+    assert litert.interpreter_package().name == "ai-edge-litert"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tflite_runtime") is None,
+                    reason="tflite-runtime is not installed here (it needs numpy < 2; Debian/ARM boxes may have it)")
+def test_tflite_runtime_fallback_runs_a_model(monkeypatch):
+    monkeypatch.setenv(litert.FORCE_ENV, "tflite_runtime")
+    monkeypatch.setattr(litert, "_cached", None)
+    model = Model(MODELS / "face_detection_short_range.tflite", choose_backend("cpu", 1))
+    assert model.run(np.zeros((1, 128, 128, 3), np.float32))[0].shape == (1, 896, 16)
+
+
+def test_unknown_forced_package_is_a_startup_error(monkeypatch):
+    monkeypatch.setenv(litert.FORCE_ENV, "onnx")
+    monkeypatch.setattr(litert, "_cached", None)
+    with pytest.raises(StartupError, match="LIVENESS_EDGE_INTERPRETER"):
+        litert.interpreter_package()
