@@ -1,22 +1,48 @@
 """Combine the per-frame CNN liveness and the clip cues into per-frame ``liveness`` and the clip's average.
 
+``LogisticFusion`` (the default when models/fusion.json has coefficients for the liveness model in use) is a
+logistic model on log-odds, per selected frame i::
+
+    z_i = intercept + w_cnn * logit(cnn_i) + sum_k w_k * logit(cue_k)      (cues that abstain add nothing)
+    liveness_i = sigmoid(z_i),    average_liveness = mean_i liveness_i
+
+with logits clipped to +-CLIP. The weights are fitted by tools/eval/fit.py on the labelled clips plus synthetic
+attacks; the intercept is then placed so that ``liveness-threshold: 0.95`` is the operating point chosen by the fit
+(see models/fusion.json for the data, the cross-validated figures and the point itself).
+
 ``MeanFusion`` is the seed's rule and the fallback: the CNN score per frame, averaged. Cues that abstain never vote.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from .cues import CueScore
+
+log = logging.getLogger(__name__)
+FUSION_FILE = "fusion.json"
+CLIP = 6.0  # |logit| cap: one overconfident input cannot decide alone
 
 
 @dataclass(frozen=True)
 class Fused:
     frame_scores: np.ndarray  # per selected frame, in [0, 1]
     average: float
+
+
+def logit(p, clip: float = CLIP) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-9, 1 - 1e-9)
+    return np.clip(np.log(p) - np.log1p(-p), -clip, clip)
+
+
+def sigmoid(z) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -80, 80)))
 
 
 class MeanFusion:
@@ -27,6 +53,79 @@ class MeanFusion:
         return Fused(scores, float(scores.mean()))
 
 
-def load_fusion(cfg, models):
-    """The fusion the daemon uses for this config and model set."""
+@dataclass(frozen=True)
+class LogisticFusion:
+    intercept: float
+    w_cnn: float
+    cue_weights: Mapping[str, float] = field(default_factory=dict)
+    name: str = "logistic"
+
+    def clip_term(self, cues: Sequence[CueScore]) -> float:
+        """The cues' shared log-odds contribution (abstaining or unknown cues add 0)."""
+        total = 0.0
+        for cue in cues:
+            weight = self.cue_weights.get(cue.name)
+            if weight is None or cue.value is None:
+                continue
+            total += weight * float(logit(cue.value))
+        return total
+
+    def combine(self, cnn_scores: np.ndarray, cues: Sequence[CueScore]) -> Fused:
+        z = self.intercept + self.w_cnn * logit(cnn_scores) + self.clip_term(cues)
+        scores = sigmoid(z)
+        return Fused(scores, float(scores.mean()) if len(scores) else 0.0)
+
+    @classmethod
+    def from_entry(cls, entry: dict) -> "LogisticFusion":
+        return cls(float(entry["intercept"]), float(entry["weights"]["cnn"]),
+                   {k: float(v) for k, v in entry["weights"].items() if k != "cnn"},
+                   name=f"logistic:{entry.get('liveness_model', '?')}")
+
+
+def fusion_paths(cfg) -> list[Path]:
+    """Where the coefficients are looked for: beside the bundled models, then one folder up (the checkout's models/)."""
+    models_dir = Path(cfg.models.dir)
+    return [models_dir / FUSION_FILE, models_dir.parent / FUSION_FILE]
+
+
+def find_entry(document: dict, name: str, sha256: str | None) -> dict | None:
+    """The entry whose ``match`` names this liveness model: by sha256 when the entry lists any, else by name."""
+    for entry in document.get("models", []):
+        match = entry.get("match", {})
+        hashes = match.get("sha256") or []
+        if hashes:
+            if sha256 and sha256 in hashes:
+                return entry
+        elif match.get("name") == name:
+            return entry
+    return None
+
+
+def _liveness_identity(models) -> tuple[str, str | None]:
+    name = getattr(models.liveness, "name", "")
+    sha = next((i.sha256 for i in getattr(models, "infos", []) if i.role == "liveness"), None)
+    return name, sha
+
+
+def load_fusion(cfg, models, paths: Sequence[Path] | None = None):
+    """The fusion the daemon uses for this config and model set: the coefficients fitted for the liveness model in
+    use, else MeanFusion (logged)."""
+    name, sha = _liveness_identity(models)
+    for path in (fusion_paths(cfg) if paths is None else paths):
+        if not path.is_file():
+            continue
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("fusion: %s cannot be read (%s); using the CNN mean", path, exc)
+            return MeanFusion()
+        entry = find_entry(document, name, sha)
+        if entry is None:
+            log.info("fusion: no coefficients in %s for liveness model %s (sha256 %s); using the CNN mean",
+                     path, name, (sha or "?")[:12])
+            return MeanFusion()
+        fusion = LogisticFusion.from_entry(entry)
+        log.info("fusion: %s from %s (cues %s)", fusion.name, path, ", ".join(sorted(fusion.cue_weights)) or "none")
+        return fusion
+    log.info("fusion: no %s found; using the CNN mean", FUSION_FILE)
     return MeanFusion()

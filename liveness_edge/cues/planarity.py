@@ -1,0 +1,139 @@
+"""3D consistency (planarity): a photo or a screen is a plane, so points on it move by a homography; a real head's
+points do not (the nose moves against the cheeks and ears as the head turns).
+
+Per-frame face-mesh landmarks are not precise enough for this (the mesh fits a 3D face to a tilted photo, so its
+points sit 1.7-2.9 % of the inter-ocular distance off the true planar mapping). Instead, points are seeded from the
+first frame's landmarks and TRACKED with pyramidal Lucas-Kanade optical flow (forward-backward checked) in a fixed
+grey window around the face. For every later frame, the tracked points against their first positions are fitted by a
+homography and by a similarity (rotation + scale + shift); ``ratio = homography residual / similarity residual``.
+A tilted or waved photo: the similarity leaves the perspective unexplained but the homography explains it, so the
+ratio is small (<= 0.3 measured). A real head: neither model explains parallax, ratio >= ~0.56.
+
+Abstains when the motion is too small to decide (the similarity residual stays under ``min_motion`` of the
+inter-ocular distance: a still photo and a still head look alike), or when too few points survive tracking.
+A video replay shows a real head inside the screen: this cue cannot catch it and says "live"-ish there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from . import CueScore
+from .pixels import luma_scaled
+
+# Mesh points spread over the face at different depths: nose ridge/tip, cheeks, jaw line, brows, eye corners, chin.
+SEED_POINTS = (1, 4, 5, 6, 195, 197, 168, 2, 98, 327, 33, 133, 263, 362, 70, 105, 107, 336, 334, 300, 50, 280,
+               117, 346, 123, 352, 205, 425, 187, 411, 234, 454, 93, 323, 132, 361, 58, 288, 172, 397, 150, 379,
+               152, 148, 377, 176, 400, 10, 109, 338, 67, 297, 103, 332, 54, 284, 21, 251, 127, 356, 162, 389)
+WINDOW_SCALE = 1.8  # tracking window: the first face box scaled about its centre
+WORK_SIZE = 192  # the window is tracked at this size (pixels)
+MIN_POINTS = 12
+MIN_MOTION = 0.02  # similarity residual (fraction of the inter-ocular distance) below which a frame pair is too still
+FB_MAX = 0.5  # forward-backward error limit, working pixels
+LK = dict(winSize=(15, 15), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+# ratio -> P(live): a logistic centred between the measured groups (0.3 prints, 0.56 heads).
+CENTRE, SLOPE = 0.43, 0.05
+
+
+def residuals(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """RMS residual of the best homography and of the best similarity mapping ref -> cur (same units)."""
+    ref32, cur32 = ref.astype(np.float32), cur.astype(np.float32)
+    H, _ = cv2.findHomography(ref32, cur32, 0)
+    S, _ = cv2.estimateAffinePartial2D(ref32, cur32, method=cv2.LMEDS)
+    if H is None or S is None:
+        return float("nan"), float("nan")
+    proj = cv2.perspectiveTransform(ref32.reshape(-1, 1, 2), H).reshape(-1, 2)
+    res_h = float(np.sqrt(np.mean(np.sum((proj - cur) ** 2, axis=1))))
+    # Least-squares similarity refit on all points (LMEDS only seeds it robustly).
+    sim = _similarity_lsq(ref, cur)
+    res_s = float(np.sqrt(np.mean(np.sum((ref @ sim[:, :2].T + sim[:, 2] - cur) ** 2, axis=1))))
+    return res_h, res_s
+
+
+def _similarity_lsq(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama without reflection) as a 2x3 matrix."""
+    mr, mc = ref.mean(0), cur.mean(0)
+    a, b = ref - mr, cur - mc
+    cov = b.T @ a / len(ref)
+    u, s, vt = np.linalg.svd(cov)
+    d = np.sign(np.linalg.det(u @ vt)) or 1.0
+    D = np.diag([1.0, d])
+    rot = u @ D @ vt
+    scale = np.trace(np.diag(s) @ D) / max(np.mean(np.sum(a ** 2, axis=1)), 1e-12)
+    t = mc - scale * rot @ mr
+    return np.hstack([scale * rot, t[:, None]])
+
+
+class PlanarityCue:
+    name = "planarity"
+
+    def __init__(self, min_motion: float = MIN_MOTION):
+        self.min_motion = min_motion
+        self.window = None  # x0, y0, side in frame pixels
+        self.prev = None
+        self.ref = None  # (N, 2) first positions, working pixels
+        self.cur = None
+        self.alive = None  # mask of surviving points
+        self.iod = 1.0
+        self.ratios: list[float] = []
+        self.motions: list[float] = []
+
+    def observe(self, frame, sample) -> None:
+        face = sample.face
+        if self.window is None:
+            cx, cy = face.center
+            side = max(face.width, face.height) * WINDOW_SCALE
+            self.window = (cx - side / 2, cy - side / 2, side)
+        x0, y0, side = self.window
+        grey = luma_scaled(frame, math.floor(x0), math.floor(y0), math.floor(x0 + side), math.floor(y0 + side),
+                           WORK_SIZE, WORK_SIZE)
+        zoom = WORK_SIZE / side
+        if self.prev is None:
+            pts = sample.landmarks.points[list(SEED_POINTS), :2]
+            self.ref = ((pts - [math.floor(x0), math.floor(y0)]) * zoom).astype(np.float32)
+            self.cur = self.ref.copy()
+            self.alive = np.ones(len(self.ref), bool)
+            eyes = sample.landmarks.points[[33, 263], :2]
+            self.iod = max(float(np.linalg.norm(eyes[0] - eyes[1])) * zoom, 1.0)
+            self.prev = grey
+            return
+        if self.alive.sum() < MIN_POINTS:
+            return
+        idx = np.flatnonzero(self.alive)
+        p0 = self.cur[idx].reshape(-1, 1, 2)
+        p1, st1, _ = cv2.calcOpticalFlowPyrLK(self.prev, grey, p0, None, **LK)
+        back, st2, _ = cv2.calcOpticalFlowPyrLK(grey, self.prev, p1, None, **LK)
+        fb = np.linalg.norm((back - p0).reshape(-1, 2), axis=1)
+        ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb < FB_MAX)
+        inside = np.all((p1.reshape(-1, 2) >= 0) & (p1.reshape(-1, 2) < WORK_SIZE), axis=1)
+        ok &= inside
+        self.alive[idx[~ok]] = False
+        self.cur[idx[ok]] = p1.reshape(-1, 2)[ok]
+        self.prev = grey
+        keep = np.flatnonzero(self.alive)
+        if len(keep) < MIN_POINTS:
+            return
+        res_h, res_s = residuals(self.ref[keep], self.cur[keep])
+        if not (math.isfinite(res_h) and math.isfinite(res_s)):
+            return
+        motion = res_s / self.iod
+        self.motions.append(motion)
+        if motion >= self.min_motion:
+            self.ratios.append(res_h / res_s)
+
+    def result(self) -> CueScore:
+        detail = {"frames_moving": len(self.ratios), "max_motion": round(max(self.motions, default=0.0), 4),
+                  "points": int(self.alive.sum()) if self.alive is not None else 0}
+        if len(self.ratios) < 3:
+            return CueScore(self.name, None, {**detail, "why": "too little out-of-plane motion to decide"})
+        # The most decisive frames: the ones with the most motion carry the clearest parallax; take the median ratio
+        # of the frames in the upper half of motion.
+        motions = np.array(self.motions)[np.array(self.motions) >= self.min_motion]
+        ratios = np.array(self.ratios)
+        top = ratios[motions >= np.median(motions)]
+        ratio = float(np.median(top))
+        value = 1.0 / (1.0 + math.exp(-(ratio - CENTRE) / SLOPE))
+        return CueScore(self.name, round(value, 6), {**detail, "ratio": round(ratio, 4)})
