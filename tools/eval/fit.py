@@ -2,7 +2,8 @@
 
 Model (see liveness_edge/fusion.py): per frame z = b + w_cnn*logit(cnn) + sum_k w_k*logit(cue_k), cues that abstain
 add 0; liveness = sigmoid(z); the clip's average_liveness = mean over frames. Weights: L2-regularised logistic
-regression on frames, each clip weighted 1/frames and the classes (live / attack) balanced. Then the intercept is
+regression on frames, each clip weighted 1/frames and the classes (live / attack) balanced; cue weights are kept
+>= 0 (a cue with a negative fitted weight is dropped and the rest refitted). Then the intercept is
 moved so that the threshold 0.95 on average_liveness sits in the middle (in intercept units) of the interval that
 minimises the training clips' (BPCER + worst-type APCER): the documented operating point of ``liveness-threshold``.
 """
@@ -112,7 +113,19 @@ def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2) -> tuple[LogisticFusi
         w.append(np.full(len(f), 1.0 / len(f) / (n_live if is_live(it) else n_att)))
     X, y, w = np.vstack(X), np.concatenate(y), np.concatenate(w)
     w = w * len(train)  # mean clip weight 1 (keeps the L2 strength comparable across fold sizes)
-    beta = _logreg(X, y, w, l2)
+    # Cues are evidence OF life by design (one-sided, abstaining otherwise): a cue whose fitted weight comes out
+    # negative (it happens to say "live" on these replays) is dropped and the rest refitted, so no cue can turn into
+    # a penalty learned from a few clips.
+    active = list(range(X.shape[1]))
+    while True:
+        beta_active = _logreg(X[:, active], y, w, l2)
+        negative = [a for a, b in zip(active[1:], beta_active[1:-1]) if b < 0]
+        if not negative:
+            break
+        active = [a for a in active if a not in negative]
+    beta = np.zeros(X.shape[1] + 1)
+    beta[active] = beta_active[:-1]
+    beta[-1] = beta_active[-1]
     fusion = LogisticFusion(float(beta[-1]), float(beta[0]), dict(zip(cues, map(float, beta[1:-1]))))
     delta, info = place_threshold(fusion, train, cues)
     return LogisticFusion(fusion.intercept + delta, fusion.w_cnn, fusion.cue_weights), info

@@ -46,6 +46,8 @@ def build(raw: dict) -> dict:
                 "sets": {}, "per_clip": {}, "images": [], "cues": {}}
         for set_name, scores in _score_sets(items).items():
             entry = {}
+            # A cue alone is judged at its own decision point 0.5 (its value is not calibrated to 0.95).
+            threshold = 0.5 if set_name.startswith("cue:") else data["threshold"]
             for part, subset, types in (("real", real, REAL_TYPES), ("synthetic", synth, SYNTH_TYPES),
                                         ("all", videos, REAL_TYPES + SYNTH_TYPES)):
                 at_cfg = metrics.figures(subset, scores, threshold, types)
@@ -97,6 +99,7 @@ def text(figures: dict) -> str:
         header = (f"    {'scores':40s} {'part':9s} | at thr: {'BPCER':>5s} (frm) {'APCER worst':>11s} {'ACER':>5s} |"
                   f" thr@BPCER<=2% {'APCER/type':s}")
         lines.append(header)
+        lines.append("    (cue:* rows are judged at 0.5, their own decision point; abstaining counts as 0.5 = accepted)")
         for set_name, entry in conf["sets"].items():
             for part in ("real", "synthetic"):
                 e = entry[part]

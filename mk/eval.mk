@@ -1,0 +1,20 @@
+# Accuracy evaluation (docs/accuracy.md). Uses the main venv plus the `eval` extra (matplotlib for the DET plot).
+EVAL_STAMP := $(VENV)/.eval-installed
+
+$(EVAL_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,eval]'
+	touch $(EVAL_STAMP)
+
+.PHONY: eval eval-fit synth
+
+## make synth: synthetic print/replay attacks from the live clips in ../shared (into .cache/synth)
+synth: $(STAMP)
+	$(PY) -m tools.synth.generate
+
+## make eval: per-clip scores, APCER/BPCER/ACER per configuration, eval/out/{figures.json,det.png}
+eval: $(EVAL_STAMP)
+	$(PY) -m tools.eval
+
+## make eval-fit: refit models/fusion.json on ../shared + synthetic attacks (then make eval re-measures)
+eval-fit: $(EVAL_STAMP)
+	$(PY) -m tools.eval --reuse --fit-write models/fusion.json
