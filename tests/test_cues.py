@@ -1,0 +1,118 @@
+"""Unit tests of the clip cues on synthetic inputs (no models, no ../shared)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from liveness_edge.cues.blink import BlinkCue, MotionCue, find_blink
+from liveness_edge.cues.planarity import residuals
+from liveness_edge.cues.texture import spectrum_stats
+
+
+def _rot(yaw, pitch):
+    cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+    return np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]]) @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+
+
+def _project(points3d, yaw, pitch, focal=600.0, depth=500.0):
+    p = points3d @ _rot(yaw, pitch).T
+    p[:, 2] += depth
+    return focal * p[:, :2] / p[:, 2:3]
+
+
+@pytest.fixture
+def face_cloud():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-60, 60, (60, 2))
+    z = -40 * np.exp(-(xy ** 2).sum(1) / (2 * 35 ** 2))  # a bump: nose/cheeks nearer than the ears
+    return np.column_stack([xy, z])
+
+
+def test_planarity_separates_a_plane_from_a_head(face_cloud):
+    flat = face_cloud.copy()
+    flat[:, 2] = 0
+    rng = np.random.default_rng(1)
+    ratios = {}
+    for name, cloud in (("plane", flat), ("head", face_cloud)):
+        ref = _project(cloud, 0, 0)
+        cur = _project(cloud, math.radians(15), math.radians(8)) + rng.normal(0, 0.05, (len(cloud), 2))
+        res_h, res_s = residuals(ref, cur)
+        ratios[name] = res_h / res_s
+    assert ratios["plane"] < 0.3, ratios
+    assert ratios["head"] > 0.56, ratios
+
+
+def test_planarity_motion_is_tiny_without_out_of_plane_rotation(face_cloud):
+    ref = _project(face_cloud, 0, 0)
+    cur = ref * 1.02 + [3.0, -2.0]  # a similarity: shift + zoom, nothing to decide on
+    _, res_s = residuals(ref, cur)
+    iod = 60.0
+    assert res_s / iod < 0.02
+
+
+class _Sample:
+    def __init__(self, points):
+        self.landmarks = type("L", (), {"points": points})()
+
+
+def _eye_points(openness: float, mouth: float = 0.0) -> np.ndarray:
+    pts = np.zeros((468, 3), np.float32)
+    for (p1, p2, p3, p4, p5, p6), cx in (((33, 160, 158, 133, 153, 144), 0.0), ((263, 387, 385, 362, 380, 373), 60.0)):
+        pts[p1, :2] = (cx - 15, 0)
+        pts[p4, :2] = (cx + 15, 0)
+        for up, low, x in ((p2, p6, cx - 5), (p3, p5, cx + 5)):
+            pts[up, :2] = (x, -openness * 15)
+            pts[low, :2] = (x, openness * 15)
+    pts[33, :2], pts[263, :2] = (-15, 0), (75, 0)
+    pts[13, :2], pts[14, :2] = (30, 60), (30, 60 + mouth * 90)
+    pts[105, :2], pts[159, :2], pts[334, :2], pts[386, :2] = (0, -25), (0, -5), (60, -25), (60, -5)
+    return pts
+
+
+def test_blink_detected_on_a_dip_and_reopening():
+    series = np.array([0.3] * 8 + [0.2, 0.05, 0.1, 0.28] + [0.3] * 8)
+    seen, level, dip = find_blink(series)
+    assert seen and dip < 0.6
+
+
+@pytest.mark.parametrize("series", [
+    [0.3] * 20,  # open all along
+    [0.3] * 10 + [0.05] * 10,  # closing and staying closed: not a blink
+    [0.05] * 20,  # eyes never visible open
+    list(0.3 + 0.01 * np.sin(np.arange(20))),  # jitter
+])
+def test_blink_abstains_without_a_blink(series):
+    cue = BlinkCue()
+    for value in series:
+        cue.observe(None, _Sample(_eye_points(value)))
+    assert cue.result().value is None
+
+
+def test_blink_cue_votes_live_on_a_blink():
+    cue = BlinkCue()
+    for value in [0.3] * 8 + [0.15, 0.02, 0.1, 0.3] + [0.3] * 8:
+        cue.observe(None, _Sample(_eye_points(value)))
+    res = cue.result()
+    assert res.value is not None and res.value > 0.5
+
+
+def test_micro_motion_abstains_on_a_still_face_and_votes_live_on_talking():
+    still, talking = MotionCue(), MotionCue()
+    for i in range(20):
+        still.observe(None, _Sample(_eye_points(0.3, 0.0)))
+        talking.observe(None, _Sample(_eye_points(0.3, 0.1 * (1 + math.sin(i)))))
+    assert still.result().value is None
+    assert talking.result().value > 0.5
+
+
+def test_texture_peak_is_high_for_a_pixel_grid_and_low_for_noise():
+    rng = np.random.default_rng(0)
+    skin = np.clip(128 + 20 * rng.normal(0, 1, (96, 96)), 0, 255)
+    skin = np.cumsum(np.cumsum(skin - 128, 0), 1)  # a smooth, falling spectrum
+    skin = (skin - skin.min()) / np.ptp(skin) * 200
+    y, x = np.mgrid[0:96, 0:96]
+    grid = skin + 25 * np.sin(2 * np.pi * 0.31 * x) * np.sin(2 * np.pi * 0.29 * y)
+    peak_skin, _ = spectrum_stats(skin.astype(np.uint8))
+    peak_grid, _ = spectrum_stats(np.clip(grid, 0, 255).astype(np.uint8))
+    assert peak_grid > peak_skin + 1.0

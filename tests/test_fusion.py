@@ -1,0 +1,89 @@
+"""Fusion math, abstention, coefficient loading and the MeanFusion fallback; and what the shipped fusion does on
+the real clips when ../shared is present."""
+
+import json
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from liveness_edge.cues import CueScore
+from liveness_edge.fusion import LogisticFusion, MeanFusion, load_fusion, logit, sigmoid
+from media import ROOT
+
+FUSION_JSON = ROOT / "models" / "fusion.json"
+
+
+def test_mean_fusion_is_the_cnn_mean():
+    fused = MeanFusion().combine(np.array([0.2, 0.4, 0.9]), [CueScore("x", 0.1)])
+    assert fused.average == pytest.approx(0.5)
+
+
+def test_logistic_fusion_math():
+    fusion = LogisticFusion(0.5, 2.0, {"a": 1.0, "b": 3.0})
+    cnn = np.array([0.6, 0.8])
+    fused = fusion.combine(cnn, [CueScore("a", 0.9), CueScore("b", 0.2)])
+    z = 0.5 + 2.0 * np.log(cnn / (1 - cnn)) + 1.0 * np.log(9) + 3.0 * np.log(0.25)
+    assert np.allclose(fused.frame_scores, 1 / (1 + np.exp(-z)))
+    assert fused.average == pytest.approx(float(np.mean(1 / (1 + np.exp(-z)))))
+
+
+def test_abstaining_and_unknown_cues_drop_out():
+    fusion = LogisticFusion(0.0, 1.0, {"a": 5.0})
+    cnn = np.array([0.7])
+    base = fusion.combine(cnn, []).average
+    assert fusion.combine(cnn, [CueScore("a", None)]).average == pytest.approx(base)
+    assert fusion.combine(cnn, [CueScore("unknown", 0.99)]).average == pytest.approx(base)
+    assert fusion.combine(cnn, [CueScore("a", 0.9)]).average > base
+
+
+def test_logits_are_clipped():
+    assert logit(1.0) == pytest.approx(6.0) and logit(0.0) == pytest.approx(-6.0)
+    assert sigmoid(np.array([1000.0]))[0] == pytest.approx(1.0)
+
+
+def _models(name, sha):
+    return SimpleNamespace(liveness=SimpleNamespace(name=name),
+                           infos=[SimpleNamespace(role="liveness", sha256=sha)])
+
+
+def _doc(tmp_path, entries):
+    path = tmp_path / "fusion.json"
+    path.write_text(json.dumps({"format": 1, "models": entries}))
+    return path
+
+
+def test_load_picks_the_entry_matching_the_model_sha(tmp_path):
+    path = _doc(tmp_path, [
+        {"liveness_model": "a", "match": {"name": "a", "sha256": ["aaa"]}, "intercept": 1, "weights": {"cnn": 1}},
+        {"liveness_model": "b", "match": {"name": "b", "sha256": ["bbb"]}, "intercept": 2,
+         "weights": {"cnn": 3, "blink": 0.5}},
+    ])
+    fusion = load_fusion(None, _models("b", "bbb"), paths=[path])
+    assert isinstance(fusion, LogisticFusion)
+    assert (fusion.intercept, fusion.w_cnn, dict(fusion.cue_weights)) == (2.0, 3.0, {"blink": 0.5})
+
+
+def test_load_falls_back_to_the_mean_with_a_log_line(tmp_path, caplog):
+    path = _doc(tmp_path, [{"liveness_model": "a", "match": {"name": "same-name", "sha256": ["aaa"]},
+                            "intercept": 1, "weights": {"cnn": 1}}])
+    with caplog.at_level(logging.INFO, logger="liveness_edge.fusion"):
+        fusion = load_fusion(None, _models("same-name", "other-sha"), paths=[path])
+    assert isinstance(fusion, MeanFusion)
+    assert any("no coefficients" in r.getMessage() for r in caplog.records)
+    assert isinstance(load_fusion(None, _models("x", "y"), paths=[tmp_path / "absent.json"]), MeanFusion)
+    (tmp_path / "bad.json").write_text("{not json")
+    assert isinstance(load_fusion(None, _models("x", "y"), paths=[tmp_path / "bad.json"]), MeanFusion)
+
+
+def test_shipped_fusion_matches_every_bundled_antispoof_variant():
+    document = json.loads(FUSION_JSON.read_text())
+    manifest = json.loads((ROOT / "models" / "tflite" / "manifest.json").read_text())
+    for variant in manifest["models"]["antispoof"]["variants"].values():
+        fusion = load_fusion(None, _models("antispoof", variant["sha256"]), paths=[FUSION_JSON])
+        assert isinstance(fusion, LogisticFusion), variant["file"]
+    minifas = [e for e in document["models"] if e["liveness_model"] == "minifasnet_v2_80x80"]
+    assert minifas and "4ff758f470b757d9005b418c9978693f09b8f2a5e7b7ee848c160db21208e1b2" in minifas[0]["match"]["sha256"]
+    for entry in document["models"]:
+        assert all(w >= 0 for k, w in entry["weights"].items() if k != "cnn"), "cue weights are evidence of life"
