@@ -1,7 +1,7 @@
 """Face crops from the full-resolution frame: square, centred on the face, optionally rotated so the eyes are level.
 
-Only the window of the frame under the crop is converted from YUV (decode.region_rgb), so a 1080p frame costs a
-face-sized conversion, not a full one.
+Only the window of the frame under the crops is converted from YUV (decode.window_rgb), once per face, so a 1080p
+frame costs a face-sized conversion, not a full one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .decode import Frame, region_rgb, upright_size
+from .decode import Frame, window_rgb
 from .detect import FaceBox
 
 
@@ -48,39 +48,60 @@ def face_roi(face: FaceBox, scale: float, align: bool, frame_size: tuple[int, in
     return Roi(cx, cy, side * scale, eye_angle(face) if align else 0.0)
 
 
+def _reach(roi: Roi) -> float:
+    """Half the side of the axis-aligned box that holds the (possibly rotated) square."""
+    angle = math.radians(roi.angle)
+    return roi.side / 2.0 * (abs(math.cos(angle)) + abs(math.sin(angle)))
+
+
+@dataclass(frozen=True)
+class FaceWindow:
+    """One converted window of the frame from which every crop of a face is cut.
+
+    The window covers all the crops asked for and is area-downscaled so that the finest crop still gets at least two
+    window pixels per output pixel: a 700 px face in a 1080x1920 frame converts a few hundred pixels, not a million.
+    Window pixel (u, v) shows frame point (ox + u / sx, oy + v / sy).
+    """
+
+    rgb: np.ndarray
+    ox: int
+    oy: int
+    sx: float
+    sy: float
+
+    @classmethod
+    def from_frame(cls, frame: Frame, needs: list[tuple[Roi, int]]) -> "FaceWindow":
+        x0 = min(int(math.floor(r.cx - _reach(r))) for r, _ in needs)
+        y0 = min(int(math.floor(r.cy - _reach(r))) for r, _ in needs)
+        x1 = max(int(math.ceil(r.cx + _reach(r))) + 1 for r, _ in needs)
+        y1 = max(int(math.ceil(r.cy + _reach(r))) + 1 for r, _ in needs)
+        shrink = max(1.0, min(r.side / size for r, size in needs) / 2.0)
+        return cls(*window_rgb(frame, x0, y0, x1, y1, shrink))
+
+    def crop(self, roi: Roi, out_size: int | tuple[int, int]) -> np.ndarray:
+        """RGB crop of ``roi`` resized to out_size (h, w); pixels outside the frame are black."""
+        out_h, out_w = (out_size, out_size) if isinstance(out_size, int) else out_size
+        if self.rgb.size == 0:
+            return np.zeros((out_h, out_w, 3), np.uint8)
+        to_window = np.array([[1.0 / self.sx, 0, self.ox], [0, 1.0 / self.sy, self.oy], [0, 0, 1.0]])
+        matrix = roi_matrix(roi, (out_h, out_w)) @ to_window
+        return cv2.warpAffine(self.rgb, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+
+
 def crop(frame: Frame, roi: Roi, out_size: int | tuple[int, int]) -> np.ndarray:
-    """RGB crop of ``roi`` resized to out_size (h, w); pixels outside the frame are black."""
+    """One crop straight from the frame (when only one is needed)."""
+    size = out_size if isinstance(out_size, int) else max(out_size)
+    return FaceWindow.from_frame(frame, [(roi, size)]).crop(roi, out_size)
+
+
+def roi_matrix(roi: Roi, out_size: int | tuple[int, int]) -> np.ndarray:
+    """The 2x3 affine from frame pixels to crop pixels for ``roi`` (out_size: side, or (h, w))."""
     out_h, out_w = (out_size, out_size) if isinstance(out_size, int) else out_size
-    # Bounding rectangle of the (possibly rotated) square, then one affine warp of that window.
-    reach = roi.side / 2.0 * (abs(math.cos(math.radians(roi.angle))) + abs(math.sin(math.radians(roi.angle))))
-    x0, y0 = int(math.floor(roi.cx - reach)), int(math.floor(roi.cy - reach))
-    x1, y1 = int(math.ceil(roi.cx + reach)) + 1, int(math.ceil(roi.cy + reach)) + 1
-    width, height = upright_size(frame)
-    cx0, cy0 = max(0, x0), max(0, y0)
-    window = region_rgb(frame, cx0, cy0, min(width, x1), min(height, y1))
-    if window.size == 0:
-        return np.zeros((out_h, out_w, 3), np.uint8)
     zoom = out_w / roi.side
-    matrix = cv2.getRotationMatrix2D((roi.cx - cx0, roi.cy - cy0), roi.angle, zoom)
-    matrix[0, 2] += out_w / 2.0 - (roi.cx - cx0)
-    matrix[1, 2] += out_h / 2.0 - (roi.cy - cy0)
-    if zoom < 0.5:
-        # Shrinking a lot with bilinear sampling aliases (moire on skin); pre-shrink by area averaging first.
-        factor = 0.5 / zoom
-        small = cv2.resize(window, None, fx=1.0 / factor, fy=1.0 / factor, interpolation=cv2.INTER_AREA)
-        fx = small.shape[1] / window.shape[1]
-        fy = small.shape[0] / window.shape[0]
-        matrix = matrix @ np.array([[1.0 / fx, 0, 0], [0, 1.0 / fy, 0], [0, 0, 1.0]])
-        window = small
-    return cv2.warpAffine(window, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-
-
-def roi_matrix(roi: Roi, out_size: int) -> np.ndarray:
-    """The 2x3 affine from frame pixels to crop pixels for ``roi`` (to map crop-space points back)."""
-    zoom = out_size / roi.side
     matrix = cv2.getRotationMatrix2D((roi.cx, roi.cy), roi.angle, zoom)
-    matrix[0, 2] += out_size / 2.0 - roi.cx
-    matrix[1, 2] += out_size / 2.0 - roi.cy
+    matrix[0, 2] += out_w / 2.0 - roi.cx
+    matrix[1, 2] += out_h / 2.0 - roi.cy
     return matrix
 
 

@@ -246,26 +246,56 @@ def small_rgb(frame: Frame, max_side: int) -> tuple[np.ndarray, float]:
 
 def region_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     """RGB pixels of the upright frame inside [x0,x1) x [y0,y1) (clipped to the frame), converting only that window."""
+    window, ox, oy, _, _ = window_rgb(frame, x0, y0, x1, y1)
+    width, height = upright_size(frame)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0, 3), np.uint8)
+    return window[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+
+
+def window_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int,
+               shrink: float = 1.0) -> tuple[np.ndarray, int, int, float, float]:
+    """A window of the upright frame covering [x0,x1) x [y0,y1) (clipped), scaled down by about ``shrink`` >= 1.
+
+    Returns (rgb, ox, oy, sx, sy): window pixel (u, v) shows frame point (ox + u / sx, oy + v / sy). For I420 frames
+    the YUV planes are cut and area-averaged before the colour conversion, so a large face costs a small conversion.
+    """
     width, height = upright_size(frame)
     x0, y0 = max(0, x0), max(0, y0)
     x1, y1 = min(width, x1), min(height, y1)
     if x1 <= x0 or y1 <= y0:
-        return np.zeros((0, 0, 3), np.uint8)
+        return np.zeros((0, 0, 3), np.uint8), x0, y0, 1.0, 1.0
     vf = frame.video_frame
-    if frame.rotation or vf.format.name not in _YUV420:
-        return _upright_rgb(frame)[y0:y1, x0:x1]
     # I420 window: even-aligned start, height a multiple of 4 so the chroma rows pack into OpenCV's I420 layout.
     ax0, ay0 = x0 & ~1, y0 & ~1
     w = ((x1 - ax0) + 1) & ~1
     h = ((y1 - ay0) + 3) & ~3
-    if ax0 + w > width or ay0 + h > height:  # the rounding ran past the edge: fall back to the exact full path
-        return _upright_rgb(frame)[y0:y1, x0:x1]
+    if frame.rotation or vf.format.name not in _YUV420 or ax0 + w > width or ay0 + h > height:
+        rgb = _upright_rgb(frame)[y0:y1, x0:x1]
+        return _shrunk(rgb, shrink, x0, y0)
     y_plane = _plane(vf, 0, height, width)[ay0 : ay0 + h, ax0 : ax0 + w]
-    u_plane = _plane(vf, 1, (height + 1) // 2, (width + 1) // 2)[ay0 // 2 : (ay0 + h) // 2, ax0 // 2 : (ax0 + w) // 2]
-    v_plane = _plane(vf, 2, (height + 1) // 2, (width + 1) // 2)[ay0 // 2 : (ay0 + h) // 2, ax0 // 2 : (ax0 + w) // 2]
-    packed = np.concatenate([y_plane, u_plane.reshape(-1, w), v_plane.reshape(-1, w)])
+    chroma = (slice(ay0 // 2, (ay0 + h) // 2), slice(ax0 // 2, (ax0 + w) // 2))
+    u_plane = _plane(vf, 1, (height + 1) // 2, (width + 1) // 2)[chroma]
+    v_plane = _plane(vf, 2, (height + 1) // 2, (width + 1) // 2)[chroma]
+    out_w, out_h = w, h
+    if shrink > 1.25:
+        out_w = max(2, int(round(w / shrink / 2)) * 2)
+        out_h = max(4, int(round(h / shrink / 4)) * 4)
+        y_plane = cv2.resize(y_plane, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        u_plane = cv2.resize(u_plane, (out_w // 2, out_h // 2), interpolation=cv2.INTER_AREA)
+        v_plane = cv2.resize(v_plane, (out_w // 2, out_h // 2), interpolation=cv2.INTER_AREA)
+    packed = np.concatenate([y_plane, u_plane.reshape(-1, out_w), v_plane.reshape(-1, out_w)])
     rgb = cv2.cvtColor(packed, cv2.COLOR_YUV2RGB_I420)
-    return rgb[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
+    return rgb, ax0, ay0, out_w / w, out_h / h
+
+
+def _shrunk(rgb: np.ndarray, shrink: float, ox: int, oy: int) -> tuple[np.ndarray, int, int, float, float]:
+    if shrink <= 1.25:
+        return rgb, ox, oy, 1.0, 1.0
+    h, w = rgb.shape[:2]
+    out_w, out_h = max(1, round(w / shrink)), max(1, round(h / shrink))
+    return cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA), ox, oy, out_w / w, out_h / h
 
 
 def _plane(vf, index: int, rows: int, cols: int) -> np.ndarray:

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .align import Roi, crop, face_roi, to_frame_coords
-from .decode import Frame
+from .align import FaceWindow, Roi, face_roi, to_frame_coords
 from .detect import FaceBox
 from .runtime import Model
 
@@ -49,10 +48,10 @@ class LandmarkModel:
     def roi(self, face: FaceBox) -> Roi:
         return face_roi(face, ROI_SCALE, align=True)
 
-    def run(self, frame: Frame, face: FaceBox) -> tuple[Landmarks, np.ndarray]:
+    def run(self, window: FaceWindow, face: FaceBox) -> tuple[Landmarks, np.ndarray]:
         """Landmarks of ``face`` and the aligned RGB crop they were found on (also the API's normalized face)."""
         roi = self.roi(face)
-        image = crop(frame, roi, self.size)
+        image = window.crop(roi, self.size)
         outputs = self.model.run((image.astype(np.float32) / 255.0)[None])
         mesh = outputs[self._mesh_index].reshape(-1, 3)
         presence = float(1.0 / (1.0 + np.exp(-np.clip(float(outputs[self._flag_index].ravel()[0]), -80, 80))))

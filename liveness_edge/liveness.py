@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .align import Roi, crop, face_roi
+from .align import FaceWindow, Roi, face_roi
 from .decode import Frame, upright_size
 from .detect import FaceBox
 from .errors import StartupError
@@ -126,9 +126,9 @@ class LivenessModel:
     def roi(self, frame: Frame, face: FaceBox) -> Roi:
         return face_roi(face, self.spec.crop_scale, self.spec.align, upright_size(frame), self.spec.shrink_to_fit)
 
-    def cut(self, frame: Frame, face: FaceBox) -> np.ndarray:
-        """The RGB uint8 crop this model looks at."""
-        return crop(frame, self.roi(frame, face), self.size)
+    def cut(self, window: FaceWindow, roi: Roi) -> np.ndarray:
+        """The RGB uint8 crop this model looks at (``roi`` from ``self.roi``)."""
+        return window.crop(roi, self.size)
 
     def tensor(self, crops: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) RGB uint8 crops -> the model's input batch."""

@@ -27,7 +27,7 @@ from .fusion import load_fusion
 from .landmarks import Landmarks
 from .models import ModelSet
 from .quality import Quality, assess
-from .align import crop
+from .align import FaceWindow, crop
 
 # Why a decoded frame was not selected; the keys are reported in errors and metrics.
 DROP_REASONS = ("no_face", "multiple_faces", "small_face", "low_quality")
@@ -169,7 +169,12 @@ class Pipeline:
         face = max(faces, key=lambda f: f.area)
         if min(face.width, face.height) < cfg.quality.min_face_px:
             return None, "small_face"
-        landmarks, aligned = models.landmarks.run(frame, face)
+        landmark_roi = models.landmarks.roi(face)
+        liveness_roi = models.liveness.roi(frame, face)
+        window = FaceWindow.from_frame(frame, [(landmark_roi, models.landmarks.size),
+                                               (liveness_roi, max(models.liveness.size))])
+        watch.lap("crop")
+        landmarks, aligned = models.landmarks.run(window, face)
         watch.lap("landmarks")
         # Quality looks at the face itself: the centre of the 1.5x landmark crop.
         side = aligned.shape[0]
@@ -177,7 +182,7 @@ class Pipeline:
         watch.lap("quality")
         if quality.score < cfg.quality.min_score:
             return None, "low_quality"
-        liveness_crop = models.liveness.cut(frame, face)
+        liveness_crop = models.liveness.cut(window, liveness_roi)
         watch.lap("crop")
         width, height = upright_size(frame)
         return FaceSample(frame.index, round(frame.ts, 6), face, face.clipped(width, height), quality, landmarks,
