@@ -49,9 +49,17 @@ class State:
 
 
 class Admission:
-    """At most ``slots`` clips in the pipeline and ``queue`` waiting; beyond that, shed with 503 at once."""
+    """At most ``slots`` clips in the pipeline and ``queue`` waiting; beyond that, shed with 503 at once.
 
-    def __init__(self, slots: int, queue: int, wait_seconds: float):
+    ``capacity`` (the worker threads clips may occupy) caps slots + queue: a clip waiting for a slot holds a waitress
+    worker, so without the cap a burst could take every worker and leave /health and /metrics queued behind clips.
+    """
+
+    def __init__(self, slots: int, queue: int, wait_seconds: float, capacity: int | None = None):
+        if capacity is not None:
+            slots = max(1, min(slots, capacity))
+            queue = max(0, min(queue, capacity - slots))
+        self.slots = slots
         self._slots = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
         self._waiting = 0
@@ -133,8 +141,12 @@ class Service:
         self.pipeline = Pipeline(cfg, models, cache)
         self.state = state or State()
         self.metrics = Metrics()
+        # One waitress worker stays free of clips so that health, metrics and detections always have a thread.
         self.admission = Admission(cfg.server.max_concurrent_requests, cfg.server.queue,
-                                   wait_seconds=cfg.server.read_timeout)
+                                   wait_seconds=cfg.server.read_timeout, capacity=max(1, cfg.server.workers - 1))
+        logging.getLogger(__name__).info(
+            "admission: %d clip(s) at once, %d waiting, %d workers (one kept free for /health and /metrics)",
+            self.admission.slots, self.admission.queue, cfg.server.workers)
         self.token = _read_token(cfg)
         self.in_flight = 0  # requests inside a handler, for the shutdown drain
         self._in_flight_lock = threading.Lock()
@@ -192,14 +204,25 @@ class Service:
 
         return route
 
-    def _log(self, request_id: str, endpoint: str, status: int, elapsed: float, extra: dict) -> None:
+    def _log(self, request_id: str, endpoint: str, status: int, elapsed: float, extra: dict,
+             method: str | None = None, path: str | None = None, remote: str | None = None) -> None:
         if endpoint in ("health", "metrics") and status == 200:
             return  # probes every few seconds would drown the journal
-        record = {"request_id": request_id, "method": bottle.request.method, "path": bottle.request.path,
+        if method is None:
+            method, path, remote = bottle.request.method, bottle.request.path, bottle.request.remote_addr
+        record = {"request_id": request_id, "method": method, "path": path,
                   "endpoint": endpoint, "status": status, "ms": round(elapsed * 1000, 1),
-                  "remote": bottle.request.remote_addr, **extra}
+                  "remote": remote, **extra}
         log.info(json.dumps(record) if self.cfg.log_format == "json"
                  else " ".join(f"{k}={v}" for k, v in record.items()))
+
+    def record_transport_error(self, status: int, code: str, method: str, path: str) -> str:
+        """Count and log an error waitress answered before the app saw the request; returns the request id."""
+        request_id = uuid.uuid4().hex
+        self.metrics.requests.labels("other", str(status)).inc()
+        self._log(request_id, "other", status, 0.0, {"error": code}, method=method or "-", path=path or "-",
+                  remote="-")
+        return request_id
 
     def _bottle_error(self, error: bottle.HTTPError):
         """Unknown paths, wrong methods and other errors bottle raises itself, in the standard JSON shape."""
@@ -212,6 +235,7 @@ class Service:
         request_id = _request_id(bottle.request.headers.get("X-Request-Id"))
         bottle.response.set_header("X-Request-Id", request_id)
         self.metrics.requests.labels("other", str(status)).inc()
+        self._log(request_id, "other", status, 0.0, {"error": code})
         return http_errors.body(code, str(desc))
 
     def _authorize(self) -> None:
@@ -246,12 +270,15 @@ class Service:
         for stage, seconds in result.stage_seconds.items():
             self.metrics.latency.labels(stage).observe(seconds)
         self.metrics.latency.labels("total").observe(sum(result.stage_seconds.values()))
-        self._count_frames({"frames_selected": result.frames_selected, "dropped": result.dropped})
+        self._count_frames({"frames_decoded": result.frames_decoded, "frames_selected": result.frames_selected,
+                            "dropped": result.dropped})
         self.metrics.decisions.labels(str(result.alive).lower()).inc()
         bottle.response.content_type = JSON_TYPE
         return json.dumps(result_json(result)).encode()
 
     def _count_frames(self, details: dict) -> None:
+        if "frames_decoded" in details:
+            self.metrics.frames.labels("decoded").inc(details["frames_decoded"])
         if "frames_selected" in details:
             self.metrics.frames.labels("selected").inc(details["frames_selected"])
         for reason, count in details.get("dropped", {}).items():
@@ -305,7 +332,9 @@ class _Outer:
     def __call__(self, environ, start_response):
         expect = environ.get("HTTP_EXPECT")
         if expect is not None and expect.strip().lower() != "100-continue":
-            start_response("417 Expectation Failed", [("Content-Type", JSON_TYPE)])
+            request_id = self.service.record_transport_error(417, "BAD_REQUEST", environ.get("REQUEST_METHOD", ""),
+                                                             environ.get("PATH_INFO", ""))
+            start_response("417 Expectation Failed", [("Content-Type", JSON_TYPE), ("X-Request-Id", request_id)])
             return [http_errors.body("BAD_REQUEST", f"unsupported Expect: {expect[:64]!r}", param="Expect")]
         return self.bottle(environ, start_response)
 

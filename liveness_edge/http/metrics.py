@@ -18,7 +18,7 @@ class Metrics:
                                 ["endpoint", "code"], registry=r)
         self.latency = Histogram("liveness_edge_stage_seconds", "Time per pipeline stage per request",
                                  ["stage"], buckets=STAGE_BUCKETS, registry=r)
-        self.frames = Counter("liveness_edge_frames", "Decoded frames by outcome (selected or drop reason)",
+        self.frames = Counter("liveness_edge_frames", "Frames: decoded, selected, or not selected by drop reason",
                               ["outcome"], registry=r)
         self.decisions = Counter("liveness_edge_decisions", "Liveness answers", ["alive"], registry=r)
         self.in_flight = Gauge("liveness_edge_in_flight", "Clips being processed now", registry=r)

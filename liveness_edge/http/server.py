@@ -30,20 +30,64 @@ LOOP_TICK = 0.25
 
 
 class JsonErrorTask(ErrorTask):
+    """waitress's own errors (413 body too large, 431 headers too large, 400 malformed) in the standard JSON shape,
+    counted in the metrics and logged like every other request."""
+
     def execute(self):
         error = self.request.error
         status = f"{error.code} {error.reason}"
         code = http_errors.CODE_FOR_STATUS.get(error.code, "BAD_REQUEST")
-        body = http_errors.body(code, f"{error.reason}: {error.body}".strip(": "))
+        body = http_errors.body(code, f"{error.reason}: {error.body}".strip(": "),
+                                param="limits.video-size" if error.code == 413 else "")
         self.status = status
         self.response_headers.append(("Content-Type", "application/json"))
+        service = getattr(self.channel.server, "liveness_service", None)
+        if service is not None:
+            request_id = service.record_transport_error(error.code, code, getattr(self.request, "command", ""),
+                                                        getattr(self.request, "path", ""))
+            self.response_headers.append(("X-Request-Id", request_id))
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
 
 
 class JsonChannel(HTTPChannel):
+    """A channel that remembers when the request it is receiving began, so a client that trickles its headers or
+    body (defeating waitress's idle timeout one byte at a time) is cut off after ``server.read-timeout`` in total."""
+
     error_task_class = JsonErrorTask
+    request_started: float | None = None
+
+    def received(self, data):
+        if data and self.request is None:
+            self.request_started = time.monotonic()
+        result = super().received(data)
+        if self.request is None:
+            self.request_started = None
+        return result
+
+    def overdue(self, now: float, limit: float) -> bool:
+        started = self.request_started
+        return (started is not None and now - started > limit and not self.requests
+                and not self.will_close and not self.close_when_flushed)
+
+    def time_out(self, limit: float) -> None:
+        """Answer 408 in the standard JSON shape from the I/O thread and close once it is flushed."""
+        body = http_errors.body("REQUEST_TIMEOUT", f"the request was not received within server.read-timeout "
+                                f"({limit:g} s)", param="server.read-timeout")
+        service = getattr(self.server, "liveness_service", None)
+        request_id = service.record_transport_error(408, "REQUEST_TIMEOUT", getattr(self.request, "command", ""),
+                                                    getattr(self.request, "path", "")) if service else ""
+        head = (f"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\n\r\n").encode()
+        with self.requests_lock:
+            self.request = None
+            self.request_started = None
+            with self.outbuf_lock:
+                self.outbufs[-1].append(head + body)
+                self.current_outbuf_count += len(head) + len(body)
+                self.total_outbufs_len += len(head) + len(body)
+            self.close_when_flushed = True
 
 
 def listen_spec(host: str, port: int) -> str:
@@ -64,6 +108,7 @@ def build_server(service: Service):
         listen=listen_spec(cfg.listen.host, cfg.listen.port),
         threads=cfg.server.workers,
         channel_timeout=max(1, int(cfg.server.read_timeout)),
+        cleanup_interval=max(1, min(30, int(cfg.server.read_timeout / 2))),  # idle channels go within ~1.5x
         max_request_body_size=cfg.limits.video_size,
         ident="liveness-edge",
         clear_untrusted_proxy_headers=True,
@@ -72,6 +117,7 @@ def build_server(service: Service):
     for obj in list(socket_map(server).values()):
         if isinstance(obj, BaseWSGIServer):
             obj.channel_class = JsonChannel
+            obj.liveness_service = service
     return server
 
 
@@ -109,7 +155,11 @@ class Runner:
 
     def _tick(self) -> None:
         wasyncore.loop(timeout=LOOP_TICK, map=socket_map(self.server), use_poll=True, count=1)
-        self.last_tick = time.monotonic()
+        self.last_tick = now = time.monotonic()
+        limit = self.service.cfg.server.read_timeout
+        for obj in list(socket_map(self.server).values()):
+            if isinstance(obj, JsonChannel) and obj.overdue(now, limit):
+                obj.time_out(limit)
 
     def _busy(self) -> bool:
         if self.service.in_flight:
