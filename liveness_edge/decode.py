@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
+import threading
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -307,3 +309,66 @@ def _plane(vf, index: int, rows: int, cols: int) -> np.ndarray:
 def full_bgr(frame: Frame) -> np.ndarray:
     """The whole upright frame as BGR (only for return_photo: one frame per request)."""
     return cv2.cvtColor(_upright_rgb(frame), cv2.COLOR_RGB2BGR)
+
+
+class Prefetch:
+    """Run a frame generator in its own thread, ``depth`` items ahead of the consumer.
+
+    FFmpeg decodes and libswscale scales with the GIL released, so on a two-core box decoding frame n+1 overlaps
+    the models running on frame n. ``depth`` bounds how many decoded frames wait in memory. The generator is driven,
+    and closed, only by the producer thread; errors it raises reach the consumer in order.
+    """
+
+    _END = object()
+
+    def __init__(self, iterable, depth: int = 2):
+        self._queue: "queue.Queue" = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(iterable,), name="decode", daemon=True)
+        self._thread.start()
+
+    def _produce(self, iterable) -> None:
+        iterator = iter(iterable)
+        try:
+            for item in iterator:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the consumer, which raises it in its own thread
+            self._queue.put((self._END, exc))
+            return
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        self._queue.put((self._END, None))
+
+    def __iter__(self):
+        while True:
+            item, error = self._queue.get()
+            if item is self._END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+
+    def close(self) -> None:
+        """Stop the producer and wait for it (before the container it reads is closed)."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+    def __enter__(self) -> "Prefetch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

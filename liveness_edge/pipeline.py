@@ -19,7 +19,7 @@ import numpy as np
 from .cache import DetectionCache, StoredDetection
 from .cues import ClipCue, CueScore
 from .config import Config
-from .decode import Decoder, Frame, full_bgr, small_rgb, upright_size
+from .decode import Decoder, Frame, Prefetch, full_bgr, small_rgb, upright_size
 from .detect import FaceBox
 from .errors import MultipleFaces, NoFace, NotEnoughFrames
 from .cues.registry import default_cues
@@ -32,6 +32,7 @@ from .align import FaceWindow, crop
 # Why a decoded frame was not selected; the keys are reported in errors and metrics.
 DROP_REASONS = ("no_face", "multiple_faces", "small_face", "low_quality")
 NORMALIZED_SIZE = 192
+PREFETCH_FRAMES = 2  # decoded frames waiting for the models: overlap without holding many full frames
 
 
 @dataclass(frozen=True)
@@ -112,20 +113,24 @@ class Pipeline:
         best_frame: Frame | None = None
         best: FaceSample | None = None
         cues = [make() for make in self.cue_factories]
+        detector_size = self.models.detector.input_size
         with Decoder(body, cfg.limits, cfg.max_decoded_frames) as decoder:
             watch.lap("decode")
-            for frame in decoder.frames():
-                watch.lap("decode")
-                sample, reason = self._examine(frame, watch)
-                if sample is None:
-                    dropped[reason] += 1
-                    continue
-                samples.append(sample)
-                for cue in cues:
-                    cue.observe(frame, sample)
-                watch.lap("cues")
-                if best is None or sample.quality.score > best.quality.score:
-                    best, best_frame = sample, frame
+            # Decoding and the detector's downscale run one or two frames ahead in their own thread.
+            decoded = ((frame, small_rgb(frame, detector_size)) for frame in decoder.frames())
+            with Prefetch(decoded, depth=PREFETCH_FRAMES) as frames:
+                for frame, small in frames:
+                    watch.lap("decode")
+                    sample, reason = self._examine(frame, small, watch)
+                    if sample is None:
+                        dropped[reason] += 1
+                        continue
+                    samples.append(sample)
+                    for cue in cues:
+                        cue.observe(frame, sample)
+                    watch.lap("cues")
+                    if best is None or sample.quality.score > best.quality.score:
+                        best, best_frame = sample, frame
             frames_decoded = decoder.frames_decoded
             watch.lap("decode")
         if len(samples) < cfg.min_selected_frames:
@@ -155,11 +160,14 @@ class Pipeline:
             stage_seconds=dict(watch.totals),
         )
 
-    def _examine(self, frame: Frame, watch: _Stopwatch) -> tuple[FaceSample | None, str]:
-        """Detect, select and assess the face in one frame; (sample, "") or (None, drop reason)."""
+    def _examine(self, frame: Frame, small: tuple[np.ndarray, float],
+                 watch: _Stopwatch) -> tuple[FaceSample | None, str]:
+        """Detect, select and assess the face in one frame; (sample, "") or (None, drop reason).
+
+        ``small`` is the frame downscaled for the detector and its scale, made in the decode thread.
+        """
         cfg, models = self.cfg, self.models
-        small, scale = small_rgb(frame, models.detector.input_size)
-        watch.lap("convert")
+        small, scale = small
         faces = models.detector.detect(small, 1.0 / scale)
         watch.lap("detect")
         if not faces:
