@@ -173,7 +173,10 @@ class Runner:
         self.notifier.notify("STOPPING=1\nSTATUS=draining")
         for obj in list(socket_map(self.server).values()):
             if isinstance(obj, BaseWSGIServer):
-                obj.close()  # stop accepting; open connections keep being served
+                # Stop accepting; open connections keep being served. Only the listening socket is closed:
+                # BaseWSGIServer.close() would also close the trigger that workers pull when a response is ready,
+                # and a worker finishing later would then write to a closed (or reused) file descriptor.
+                wasyncore.dispatcher.close(obj)
         deadline = time.monotonic() + self.service.cfg.server.drain_timeout
         while self._busy() and time.monotonic() < deadline:
             self._tick()
