@@ -116,3 +116,53 @@ def test_texture_peak_is_high_for_a_pixel_grid_and_low_for_noise():
     peak_skin, _ = spectrum_stats(skin.astype(np.uint8))
     peak_grid, _ = spectrum_stats(np.clip(grid, 0, 255).astype(np.uint8))
     assert peak_grid > peak_skin + 1.0
+
+
+# --- planarity end to end on rendered pixels (tracking, frame skipping, window scaling) ------------------------------
+
+def _render(texture: np.ndarray, yaw_deg: float, depth: np.ndarray) -> np.ndarray:
+    """The texture as seen after a yaw about the image centre (orthographic): x' = x cos + z sin (z: depth map)."""
+    h, w = texture.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
+    xc = xx - w / 2
+    src_x = (xc - depth * s) / c + w / 2
+    import cv2
+    return cv2.remap(texture, src_x, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _planarity_on(monkeypatch, depth_amp: float) -> "object":
+    import cv2
+
+    from liveness_edge.cues import planarity
+
+    size = 320
+    rng = np.random.default_rng(3)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (size, size)).astype(np.float32), (0, 0), 2.0)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    depth = depth_amp * np.exp(-((xx - size / 2) ** 2 + (yy - size / 2) ** 2) / (2 * 45.0 ** 2))
+    frames = [_render(texture, 2.0 * k, depth).clip(0, 255).astype(np.uint8) for k in range(16)]
+
+    def fake_luma_scaled(frame, x0, y0, x1, y1, out_w, out_h):
+        return cv2.resize(frame[max(0, y0):y1, max(0, x0):x1], (out_w, out_h), interpolation=cv2.INTER_AREA)
+
+    monkeypatch.setattr(planarity, "luma_scaled", fake_luma_scaled)
+    points = np.zeros((478, 3), np.float32)
+    points[:, :2] = rng.uniform(size / 2 - 70, size / 2 + 70, (478, 2))
+    points[33, :2], points[263, :2] = (size / 2 - 35, size / 2 - 20), (size / 2 + 35, size / 2 - 20)
+    face = type("F", (), {"center": (size / 2, size / 2), "width": 170.0, "height": 170.0})()
+    sample = type("S", (), {"face": face, "landmarks": type("L", (), {"points": points})()})()
+    cue = planarity.PlanarityCue()
+    for frame in frames:
+        cue.observe(frame, sample)
+    return cue.result()
+
+
+def test_planarity_cue_tracks_a_turning_plane_as_flat(monkeypatch):
+    result = _planarity_on(monkeypatch, depth_amp=0.0)
+    assert result.value is not None and result.value < 0.5, result
+
+
+def test_planarity_cue_tracks_a_turning_relief_as_live(monkeypatch):
+    result = _planarity_on(monkeypatch, depth_amp=60.0)
+    assert result.value is not None and result.value > 0.5, result
