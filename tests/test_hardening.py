@@ -159,6 +159,9 @@ def test_a_client_trickling_its_body_is_cut_off_and_others_are_served(tight):
             reply += got
         except socket.timeout:
             pass
+        except OSError:  # reset: the daemon closed with our trickled bytes unread
+            closed_after = time.monotonic() - start
+            break
         if len(served_meanwhile) < 2:
             served_meanwhile.append(tight.request("GET", "/health", timeout=5)[0])
     sock.close()
@@ -308,7 +311,7 @@ def test_other_methods_on_liveness_are_405_with_allow(tight, method):
     (b"POST /v1/liveness HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "BAD_REQUEST"),
     (b"POST /v1/liveness HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, "BAD_REQUEST"),
     (b"POST /v1/liveness HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", 413, "VIDEO_TOO_LARGE"),
-    (b"POST /v1/liveness HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, None),
+    (b"POST /v1/liveness HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400, "BAD_REQUEST"),
     (b"NONSENSE\r\n\r\n", 400, "BAD_REQUEST"),
     (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header Name: 1\r\n\r\n", 400, "BAD_REQUEST"),
 ])

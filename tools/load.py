@@ -88,6 +88,8 @@ def raw(host: str, port: int, data: bytes, timeout: float = 10.0, then: bytes = 
             if not chunk:
                 break
             out += chunk
+            if _complete(out) and not then:
+                break
             if then:
                 try:
                     sock.sendall(then)
@@ -95,6 +97,21 @@ def raw(host: str, port: int, data: bytes, timeout: float = 10.0, then: bytes = 
                     pass
                 then = b""
     return out
+
+
+def _complete(reply: bytes) -> bool:
+    """A whole response with a final status and its Content-Length body (interim 1xx responses do not count)."""
+    head, sep, body = reply.partition(b"\r\n\r\n")
+    if not sep or head.startswith(b"HTTP/1.1 1"):
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == b"content-length":
+            try:
+                return len(body) >= int(value)
+            except ValueError:
+                return False
+    return False
 
 
 def parse_reply(reply: bytes) -> tuple[int, dict, bytes]:

@@ -166,7 +166,7 @@ class Service:
 
     def _wrap(self, endpoint: str, handler, public: bool = False):
         def route(*args, **kwargs):
-            request_id = _request_id(bottle.request.headers.get("X-Request-Id"))
+            request_id = _request_id(_header("X-Request-Id"))
             bottle.response.set_header("X-Request-Id", request_id)
             start = time.perf_counter()
             status, extra = 200, {}
@@ -232,7 +232,7 @@ class Service:
         desc = {404: f"no such path: {bottle.request.path}",
                 405: f"method {bottle.request.method} is not allowed on {bottle.request.path}"}.get(status, error.body
                                                                                                    or code)
-        request_id = _request_id(bottle.request.headers.get("X-Request-Id"))
+        request_id = _request_id(_header("X-Request-Id"))
         bottle.response.set_header("X-Request-Id", request_id)
         self.metrics.requests.labels("other", str(status)).inc()
         self._log(request_id, "other", status, 0.0, {"error": code})
@@ -241,7 +241,7 @@ class Service:
     def _authorize(self) -> None:
         if self.token is None:
             return
-        header = bottle.request.headers.get("Authorization", "")
+        header = _header("Authorization") or ""
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), self.token):
             raise Unauthorized("missing or wrong bearer token", param="Authorization")
@@ -251,7 +251,7 @@ class Service:
     def liveness(self) -> bytes:
         request = bottle.request
         options = parse_flags(request.query_string)
-        check_content_type(request.headers.get("Content-Type"))
+        check_content_type(_header("Content-Type"))
         length = request.content_length
         if length > self.cfg.limits.video_size:
             raise VideoTooLarge(f"body is {length} bytes, over limits.video-size ({self.cfg.limits.video_size})",
@@ -337,6 +337,14 @@ class _Outer:
             start_response("417 Expectation Failed", [("Content-Type", JSON_TYPE), ("X-Request-Id", request_id)])
             return [http_errors.body("BAD_REQUEST", f"unsupported Expect: {expect[:64]!r}", param="Expect")]
         return self.bottle(environ, start_response)
+
+
+def _header(name: str) -> str | None:
+    """A request header as the WSGI environ holds it (latin-1 text). bottle's own header access re-decodes values as
+    UTF-8 and raises on bytes that are not, which turned a stray 0x80 in a header into a 500."""
+    key = name.upper().replace("-", "_")
+    environ = bottle.request.environ
+    return environ.get(key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key)
 
 
 def _request_id(supplied: str | None) -> str:

@@ -35,15 +35,17 @@ class JsonErrorTask(ErrorTask):
 
     def execute(self):
         error = self.request.error
-        status = f"{error.code} {error.reason}"
-        code = http_errors.CODE_FOR_STATUS.get(error.code, "BAD_REQUEST")
-        body = http_errors.body(code, f"{error.reason}: {error.body}".strip(": "),
-                                param="limits.video-size" if error.code == 413 else "")
+        status_code, reason, param = error.code, error.reason, "limits.video-size" if error.code == 413 else ""
+        if status_code == 501:  # an unknown Transfer-Encoding: the client's request is at fault, not the daemon
+            status_code, reason, param = 400, "Bad Request", "Transfer-Encoding"
+        code = http_errors.CODE_FOR_STATUS.get(status_code, "BAD_REQUEST")
+        body = http_errors.body(code, f"{error.reason}: {error.body}".strip(": "), param=param)
+        status = f"{status_code} {reason}"
         self.status = status
         self.response_headers.append(("Content-Type", "application/json"))
         service = getattr(self.channel.server, "liveness_service", None)
         if service is not None:
-            request_id = service.record_transport_error(error.code, code, getattr(self.request, "command", ""),
+            request_id = service.record_transport_error(status_code, code, getattr(self.request, "command", ""),
                                                         getattr(self.request, "path", ""))
             self.response_headers.append(("X-Request-Id", request_id))
         self.set_close_on_finish()
