@@ -107,6 +107,18 @@ def _liveness_identity(models) -> tuple[str, str | None]:
     return name, sha
 
 
+def fitted_entry(cfg, models, paths: Sequence[Path] | None = None) -> dict | None:
+    """The models/fusion.json entry for the liveness model in use, or None (no file, unreadable, no entry); quiet."""
+    name, sha = _liveness_identity(models)
+    for path in (fusion_paths(cfg) if paths is None else paths):
+        if path.is_file():
+            try:
+                return find_entry(json.loads(path.read_text(encoding="utf-8")), name, sha)
+            except (OSError, ValueError):
+                return None
+    return None
+
+
 def load_fusion(cfg, models, paths: Sequence[Path] | None = None):
     """The fusion the daemon uses for this config and model set: the coefficients fitted for the liveness model in
     use, else MeanFusion (logged)."""

@@ -1,19 +1,21 @@
 """Which clip cues the daemon runs: one factory per cue, each called once per request.
 
-Every cue is cheap (well under a millisecond per frame each; see docs/accuracy.md) and self-contained:
+Every cue is cheap (at most ~1 ms per frame each, all four ~1.3 ms; see docs/accuracy.md) and self-contained:
 
 - ``planarity`` (cues/planarity.py): tracked points move by a homography -> a flat photo/screen; abstains when still;
 - ``blink`` (cues/blink.py): an eyelid dip and reopening; abstains when none is seen;
 - ``micro_motion`` (cues/blink.py): expression change beyond the head's rigid motion; abstains when none;
 - ``texture`` (cues/texture.py): display pixel grid / moire peaks in the skin spectrum.
 
-How much each counts is decided by the fusion (fusion.py, coefficients in models/fusion.json), not here.
+How much each counts is decided by the fusion (fusion.py, coefficients in models/fusion.json), not here; a cue the
+fitted fusion gives weight 0 is not run at all (``default_cues``). tools/eval always runs every cue.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from ..fusion import fitted_entry
 from . import ClipCue
 from .blink import BlinkCue, MotionCue
 from .planarity import PlanarityCue
@@ -28,4 +30,11 @@ CUES: dict[str, Callable[[], ClipCue]] = {
 
 
 def default_cues(cfg, models) -> tuple[Callable[[], ClipCue], ...]:
-    return tuple(CUES.values())
+    """The cues the fusion in use counts: with fitted coefficients for this liveness model, only the cues whose weight
+    is not 0 (a cue the fit dropped would cost time and change nothing); without them (CNN mean), every cue, so that
+    ``return_frames`` still shows what each one saw."""
+    entry = fitted_entry(cfg, models)
+    if entry is None:
+        return tuple(CUES.values())
+    weights = entry.get("weights", {})
+    return tuple(make for name, make in CUES.items() if float(weights.get(name, 0.0)) != 0.0)

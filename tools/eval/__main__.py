@@ -8,6 +8,8 @@ config/examples/minifasnet_v2.yaml) it runs the daemon's Pipeline over every lab
 - ``daemon``: the daemon's own answer with the SHIPPED fusion (models/fusion.json). That fusion was fitted on these
   very clips, so these figures are IN-SAMPLE (optimistic) and labelled so;
 - ``cnn``: the per-frame CNN alone (mean over frames), i.e. the seed's rule;
+- ``livenessnet``: the bundled ``liveness`` CNN (livenessnet 32x32) in place of ``antispoof``; measured, not shipped;
+  its per-frame scores are also fused with the bundled config as a second CNN (``cnn_aux``, LOSO CV);
 - ``cue:<name>``: each clip cue alone (abstaining counts as 0.5 = undecided; coverage reported);
 - ``fused-cv``: the fusion re-fitted leave-one-source-out (a source = a repository; a live clip and the attacks
   synthesized from it are in the same source), each clip scored by the fusion fitted without its source. These are
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "eval" / "out")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "eval")
     parser.add_argument("--reuse", action="store_true", help="reuse collected outputs even if the code changed")
-    parser.add_argument("--configs", default="bundled,minifasnet")
+    parser.add_argument("--configs", default="bundled,minifasnet,livenessnet")
     parser.add_argument("--fit-write", type=Path, help="fit on all data and write the fusion coefficients here")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
             if args.reuse or data.get("code_key") == key:
                 raw[name] = data
                 continue
-        if collect.CONFIGS[name] is not None and not collect.CONFIGS[name].exists():
+        if collect.CONFIGS.get(name) is not None and not collect.CONFIGS[name].exists():
             print(f"eval: {name}: {collect.CONFIGS[name]} is missing; skipped")
             continue
         data = collect.collect(name, entries, log)

@@ -1,7 +1,8 @@
 """Run the daemon's pipeline over every labelled clip/image (+ synthetic attacks) and keep the raw per-item outputs.
 
-The pipeline is built exactly as the daemon builds it (``Pipeline(cfg, models)``: cues from cues/registry.py
-default_cues, fusion from fusion.load_fusion) and run with ``Options(return_frames=True)``, so every item yields the
+The pipeline is built as the daemon builds it (``Pipeline(cfg, models)``, fusion from fusion.load_fusion) except
+that EVERY cue in cues/registry.py runs, including any the shipped fusion gives weight 0 (the daemon skips those;
+they add 0 to its answer either way), and run with ``Options(return_frames=True)``, so every item yields the
 daemon's own answer plus the per-frame CNN scores and per-cue results that tools/eval/fit.py refits offline.
 Images are scored as single frames: ``min-selected-frames`` is overridden to 1 for them only.
 """
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 from liveness_edge.config import load_config
+from liveness_edge.cues.registry import CUES
 from liveness_edge.errors import LivenessError
 from liveness_edge.models import load_models
 from liveness_edge.pipeline import Options, Pipeline
@@ -22,6 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = {
     "bundled": None,  # what ships: config/liveness-edge.ini as is
     "minifasnet": ROOT / "config" / "examples" / "minifasnet_v2.yaml",
+}
+# Extra configurations measured by `make eval` (--configs): model overrides of the shipped config.
+OVERRIDES = {
+    "antispoof": {"liveness": "antispoof"},
+    "livenessnet": {"liveness": "liveness"},
 }
 
 
@@ -50,6 +57,8 @@ def items(shared: Path, synth_rows: list[dict]) -> list[dict]:
 
 def config_for(name: str):
     cfg = load_config(ROOT / "config" / "liveness-edge.ini")
+    if name in OVERRIDES:
+        return dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, **OVERRIDES[name]))
     spec = CONFIGS[name]
     if spec is not None:
         cfg = dataclasses.replace(cfg, models=dataclasses.replace(cfg.models, liveness_spec=spec))
@@ -59,8 +68,9 @@ def config_for(name: str):
 def collect(name: str, entries: list[dict], log=print) -> dict:
     cfg = config_for(name)
     models = load_models(cfg)
-    pipe = Pipeline(cfg, models)
-    image_pipe = Pipeline(dataclasses.replace(cfg, min_selected_frames=1), models)
+    every_cue = tuple(CUES.values())  # the fit needs every cue, including those the shipped fusion dropped
+    pipe = Pipeline(cfg, models, cue_factories=every_cue)
+    image_pipe = Pipeline(dataclasses.replace(cfg, min_selected_frames=1), models, cue_factories=every_cue)
     liveness = next(i for i in models.infos if i.role == "liveness")
     results = []
     for entry in entries:

@@ -2,10 +2,12 @@
 
 Model (see liveness_edge/fusion.py): per frame z = b + w_cnn*logit(cnn) + sum_k w_k*logit(cue_k), cues that abstain
 add 0; liveness = sigmoid(z); the clip's average_liveness = mean over frames. Weights: L2-regularised logistic
-regression on frames, each clip weighted 1/frames and the classes (live / attack) balanced; cue weights are kept
+regression on frames, each clip weighted 1/frames, live and attacks balanced and every attack type weighing the same
+(3 real replays as much as 11 synthetic prints); cue weights are kept
 >= 0 (a cue with a negative fitted weight is dropped and the rest refitted). Then the intercept is
-moved so that the threshold 0.95 on average_liveness sits in the middle (in intercept units) of the interval that
-minimises the training clips' (BPCER + worst-type APCER): the documented operating point of ``liveness-threshold``.
+moved so that the threshold 0.95 on average_liveness sits where the training clips' (BPCER + worst-type APCER),
+averaged over +-SMOOTH intercept units, is lowest (the middle of the longest such run): a broad good region rather
+than a knife edge between two clips, which leave-one-source-out showed not to carry over to unseen sources.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from liveness_edge.fusion import LogisticFusion, logit, sigmoid
 CUE_NAMES = ("planarity", "blink", "micro_motion", "texture")
 THRESHOLD = 0.95
 L2 = 1.0
+STEP = 0.01  # intercept grid for the operating point (logit units)
+SMOOTH = 1.0  # +- window of the smoothed cost (logit units)
 
 
 def usable(item: dict) -> bool:
@@ -27,12 +31,21 @@ def is_live(item: dict) -> bool:
     return item["label"] == "live"
 
 
+AUX = "cnn_aux"  # a second per-frame CNN score (item["cnn_aux"]), used like a cue but per frame
+
+
 def features(item: dict, cues=CUE_NAMES) -> np.ndarray:
-    """(frames, 1 + len(cues)) design rows: logit(cnn) per frame, then each cue's logit (0 when it abstains)."""
+    """(frames, 1 + len(cues)) design rows: logit(cnn) per frame, then each cue's logit (0 when it abstains);
+    ``cnn_aux`` among the cues: the second CNN's per-frame logit."""
     cnn = logit(np.asarray(item["cnn"], np.float64))
-    row = [float(logit(item["cues"][c]["value"])) if item["cues"].get(c, {}).get("value") is not None else 0.0
-           for c in cues]
-    return np.column_stack([cnn] + [np.full(len(cnn), v) for v in row])
+    cols = [cnn]
+    for c in cues:
+        if c == AUX:
+            cols.append(logit(np.asarray(item[AUX], np.float64)))
+            continue
+        value = item["cues"].get(c, {}).get("value")
+        cols.append(np.full(len(cnn), float(logit(value)) if value is not None else 0.0))
+    return np.column_stack(cols)
 
 
 def _logreg(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> np.ndarray:
@@ -75,42 +88,52 @@ def place_threshold(fusion: LogisticFusion, train: list[dict], cues=CUE_NAMES) -
     flips = np.array([_flip_delta(fusion, it, cues) for it in train])
     live = np.array([is_live(it) for it in train])
     types = sorted({it["label"] for it in train if not is_live(it)})
-    candidates = np.unique(np.concatenate([flips - 1e-6, flips + 1e-6, [flips.min() - 1, flips.max() + 1]]))
     def cost(d):
         bpcer = np.mean(d < flips[live]) if live.any() else 0.0  # live refused while the shift is below its flip
         apcers = [np.mean(d >= flips[np.array([it["label"] == t for it in train])]) for t in types]
-        return bpcer + max(apcers, default=0.0), bpcer
-    costs = np.array([cost(d)[0] for d in candidates])
-    best = costs.min()
-    # The longest run of consecutive optimal candidates; its middle is the max-margin shift.
+        return bpcer + max(apcers, default=0.0)
+    grid = np.arange(flips.min() - 2.0, flips.max() + 2.0 + STEP, STEP)
+    costs = np.array([cost(d) for d in grid])
+    # The cost averaged over +-SMOOTH intercept units: a point that is optimal only on a knife edge between clips
+    # (and flips with the next clip or pipeline change) loses to a broad good region.
+    k = max(1, int(round(SMOOTH / STEP)))
+    padded = np.concatenate([np.full(k, costs[0]), costs, np.full(k, costs[-1])])
+    smooth = np.convolve(padded, np.ones(2 * k + 1) / (2 * k + 1), mode="valid")
+    best = smooth.min()
     runs, current = [], []
-    for d, c in zip(candidates, costs):
-        if c <= best + 1e-12:
-            current.append(d)
+    for i, c in enumerate(smooth):
+        if c <= best + 1e-9:
+            current.append(i)
         elif current:
             runs.append(current)
             current = []
     if current:
         runs.append(current)
-    run = max(runs, key=lambda r: r[-1] - r[0])
-    lo, hi = run[0], run[-1]
-    # Open-ended runs: stay 2 units inside the data.
-    lo = max(lo, flips.min() - 2.0)
-    hi = min(hi, flips.max() + 2.0)
-    delta = 0.5 * (lo + hi)
-    return delta, {"train_cost": float(best), "margin": float(0.5 * (hi - lo))}
+    run = max(runs, key=len)
+    i = run[len(run) // 2]
+    delta = float(grid[i])
+    # margin: distance to the nearest clip flip (how far the intercept can move before any training answer changes)
+    margin = float(np.min(np.abs(flips - delta)))
+    best = float(costs[i])
+    return delta, {"train_cost": best, "margin": margin}
 
 
 def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2) -> tuple[LogisticFusion, dict]:
     train = [it for it in train if usable(it)]
     X, y, w = [], [], []
     n_live = sum(is_live(it) for it in train)
-    n_att = len(train) - n_live
+    # Every attack TYPE weighs the same in total (3 real replays count as much as 11 synthetic prints), and all
+    # attacks together as much as all live clips: the fit is not dominated by whichever type has the most clips.
+    per_type = {}
+    for it in train:
+        if not is_live(it):
+            per_type[it["label"]] = per_type.get(it["label"], 0) + 1
     for it in train:
         f = features(it, cues)
         X.append(f)
         y.append(np.full(len(f), 1.0 if is_live(it) else 0.0))
-        w.append(np.full(len(f), 1.0 / len(f) / (n_live if is_live(it) else n_att)))
+        share = 1.0 / n_live if is_live(it) else 1.0 / (len(per_type) * per_type[it["label"]])
+        w.append(np.full(len(f), share / len(f)))
     X, y, w = np.vstack(X), np.concatenate(y), np.concatenate(w)
     w = w * len(train)  # mean clip weight 1 (keeps the L2 strength comparable across fold sizes)
     # Cues are evidence OF life by design (one-sided, abstaining otherwise): a cue whose fitted weight comes out
@@ -145,6 +168,29 @@ def loso_scores(items: list[dict], cues=CUE_NAMES, l2: float = L2) -> dict[str, 
     return out
 
 
+def pair_auc(items: list[dict], scores: dict, attack_type: str) -> float:
+    """Share of (live, attack of this type) pairs ranked right by ``scores`` (ties count half): threshold-free."""
+    live = [scores[it["file"]] for it in items if is_live(it) and it["file"] in scores]
+    att = [scores[it["file"]] for it in items if it["label"] == attack_type and it["file"] in scores]
+    if not live or not att:
+        return float("nan")
+    return float(np.mean([(a < b) + 0.5 * (a == b) for b in live for a in att]))
+
+
+def operating_points(items: list[dict], scores: dict, types: list[str]) -> dict:
+    """Thresholds that refuse no live clip / at most one, and the APCER per type there."""
+    from . import metrics
+    live = sorted(scores[it["file"]] for it in items if is_live(it) and it["file"] in scores)
+    out = {}
+    for refused in (0, 1):
+        if len(live) > refused:
+            t = float(live[refused])
+            f = metrics.figures(items, scores, t, types)
+            out[f"refuse_{refused}_live"] = {"threshold": round(t, 4), "bpcer": round(f["bpcer"], 4),
+                                             "apcer": {k: round(v["apcer"], 4) for k, v in f["apcer"].items()}}
+    return out
+
+
 # --- models/fusion.json --------------------------------------------------------------------------------------------
 
 MATCH = {
@@ -172,13 +218,17 @@ def write_fusion(raw: dict, path) -> None:
 
     entries = []
     for name, data in raw.items():
+        if name not in MATCH:  # a measured-only configuration (e.g. livenessnet): nothing ships for it
+            continue
         items = [it for it in data["items"] if usable(it)]
         fusion, info = fit(items)
         cv = loso_scores(items)
+        train = {it["file"]: clip_average(fusion, it) for it in items}
         real = [it for it in items if not it["synthetic"]]
         synth = [it for it in items if it["synthetic"] or is_live(it)]
-        cv_figs = {part: metrics.figures(sub, cv, THRESHOLD, types) for part, sub, types in
-                   (("real", real, REAL_TYPES), ("synthetic", synth, SYNTH_TYPES))}
+        parts = (("real", real, REAL_TYPES), ("synthetic", synth, SYNTH_TYPES))
+        cv_figs = {part: metrics.figures(sub, cv, THRESHOLD, types) for part, sub, types in parts}
+        train_figs = {part: metrics.figures(sub, train, THRESHOLD, types) for part, sub, types in parts}
         entries.append({
             "liveness_model": data["liveness_model"],
             "config": name,
@@ -195,6 +245,14 @@ def write_fusion(raw: dict, path) -> None:
                 part: {"bpcer": round(f["bpcer"], 4), "apcer": {t: round(v["apcer"], 4) for t, v in
                                                                 f["apcer"].items()}, "acer": round(f["acer"], 4)}
                 for part, f in cv_figs.items()},
+            "cv_auc": {t: round(pair_auc(items, cv, t), 4) for t in REAL_TYPES + SYNTH_TYPES},
+            "cv_operating_points": {part: operating_points(sub, cv, types) for part, sub, types in parts},
+            "in_sample_at_0.95": {
+                part: {"bpcer": round(f["bpcer"], 4), "apcer": {t: round(v["apcer"], 4) for t, v in
+                                                                f["apcer"].items()}, "acer": round(f["acer"], 4),
+                       "lowest_live": round(min(train[it["file"]] for it in sub if is_live(it)), 4)}
+                for part, f, sub in ((p, train_figs[p], s) for p, s, _ in parts)},
+            "in_sample_auc": {t: round(pair_auc(items, train, t), 4) for t in REAL_TYPES + SYNTH_TYPES},
         })
     document = {
         "format": 1,
@@ -205,7 +263,10 @@ def write_fusion(raw: dict, path) -> None:
             "liveness model, matched by the model file's sha256. Fitted by tools/eval/fit.py (make eval-fit) on "
             "../shared/data videos plus synthetic attacks from tools/synth (seeded); the intercept puts 0.95 mid-way "
             "in the training interval that minimises BPCER + worst-type APCER. Figures under "
-            "cv_leave_one_source_out_at_0.95 come from fits that never saw the scored clip's source."),
+            "cv_leave_one_source_out_at_0.95, cv_auc (share of live/attack pairs ranked right) and cv_operating_points "
+            "(the threshold refusing no / one live clip and the APCER there) come from fits that never saw the scored "
+            "clip's source; in_sample_* are the shipped fit on its own training clips (optimistic). Weights are 0 "
+            "for cues the constrained fit dropped; the daemon does not compute such cues."),
         "models": entries,
     }
     Path(path).write_text(json.dumps(document, indent=1) + "\n")

@@ -26,12 +26,30 @@ def _score_sets(items: list[dict]) -> dict[str, dict[str, float | None]]:
     sets["fused (leave-one-source-out CV)"] = {it["file"]: cv.get(it["file"]) for it in videos}
     cv_cnn = fit.loso_scores(videos, cues=())
     sets["cnn recalibrated (LOSO CV, no cues)"] = {it["file"]: cv_cnn.get(it["file"]) for it in videos}
+    if all(fit.AUX in it for it in videos if it["status"] == "ok"):
+        cv_aux = fit.loso_scores(videos, cues=fit.CUE_NAMES + (fit.AUX,))
+        sets["fused + livenessnet 2nd CNN (LOSO CV)"] = {it["file"]: cv_aux.get(it["file"]) for it in videos}
     return sets
+
+
+def with_aux(data: dict, aux: dict) -> dict:
+    """``data``'s items with the per-frame scores of the configuration ``aux`` (same clips, same selected frames)
+    as ``cnn_aux``; items whose frames differ are left without it."""
+    by_file = {it["file"]: it for it in aux["items"]}
+    items = []
+    for it in data["items"]:
+        other = by_file.get(it["file"])
+        if it["status"] == "ok" and other and other["status"] == "ok" and len(other["cnn"]) == len(it["cnn"]):
+            it = {**it, fit.AUX: other["cnn"]}
+        items.append(it)
+    return {**data, "items": items}
 
 
 def build(raw: dict) -> dict:
     out = {}
     for name, data in raw.items():
+        if name == "bundled" and "livenessnet" in raw:
+            data = with_aux(data, raw["livenessnet"])
         items = data["items"]
         videos = [it for it in items if it["kind"] == "video"]
         real = [it for it in videos if not it["synthetic"]]
@@ -55,6 +73,8 @@ def build(raw: dict) -> dict:
                 entry[part] = {"at_threshold": at_cfg, "bpcer2_threshold": t2,
                                "at_bpcer2": metrics.figures(subset, scores, t2, types),
                                "curve": metrics.curve(subset, scores, types)}
+            entry["auc"] = {t: fit.pair_auc(videos, {k: v for k, v in scores.items() if v is not None}, t)
+                            for t in REAL_TYPES + SYNTH_TYPES}
             conf["sets"][set_name] = entry
             conf["per_clip"][set_name] = {k: (None if v is None else round(float(v), 4)) for k, v in scores.items()}
         for it in videos:
@@ -110,6 +130,8 @@ def text(figures: dict) -> str:
                                     f"({v['accepted']}/{v['n']})" for t, v in b2["apcer"].items())
                 lines.append(f"    {set_name:40s} {part:9s} | {_pct(a['bpcer'])} ({a['live_refused_frames']})"
                              f" {_pct(worst):>11s} {_pct(a['acer'])} | {e['bpcer2_threshold']:.3f} {per_type}")
+            lines.append(f"    {'':40s} AUC live vs " + " ".join(
+                f"{t}={v:.3f}" for t, v in entry["auc"].items()))
         lines.append("    cue coverage (decided / clips): " + ", ".join(
             f"{c}: live {v['live_decided']}/{v['live_n']}, attacks {v['attack_decided']}/{v['attack_n']}"
             for c, v in conf["cues"].items()))
