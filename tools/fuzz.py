@@ -34,6 +34,7 @@ from pathlib import Path
 from tools.load import ROOT, error_shape_ok, request, rss_kb
 
 FAILURES = ROOT / ".cache" / "fuzz-failures"
+SETTLE = 1.5  # seconds idle before reading RSS: the daemon trims freed heap once idle for a second
 TYPES = ["video/mp4", "video/webm", "video/quicktime", "video/x-matroska", "application/octet-stream"]
 SHARED_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v", ".3gp", ".jpg", ".jpeg", ".png"}
 MP4_BOXES = [b"ftyp", b"moov", b"mvhd", b"trak", b"tkhd", b"mdia", b"mdhd", b"hdlr", b"minf", b"stbl", b"stsd",
@@ -323,11 +324,12 @@ def fuzz_daemon(host: str, port: int, pid: int, inputs: list[Input], clients: in
         FuzzRun(host, port, pid, warm, clients).run()
     normal = warm[0].body
     normal_request_seconds(host, port, normal)
+    time.sleep(SETTLE)
     warm_rss = rss_kb(pid)
     run = FuzzRun(host, port, pid, inputs, clients)
     wall = run.run()
     status, seconds = normal_request_seconds(host, port, normal)
-    time.sleep(0.5)
+    time.sleep(SETTLE)
     after_rss = rss_kb(pid)
     return {
         "inputs": len(inputs), "clients": clients, "wall_sec": round(wall, 1),
@@ -382,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon = Daemon(write_config(Path(tmp)))
         try:
             host, port = daemon.url.split("//")[1].split(":")
-            report = fuzz_daemon(host, int(port), daemon.proc.pid, inputs, args.clients, warm=seeds + real[:4])
+            report = fuzz_daemon(host, int(port), daemon.proc.pid, inputs, args.clients, warm=seeds + real)
             alive = daemon.proc.poll() is None
         finally:
             daemon.stop()

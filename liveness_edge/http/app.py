@@ -149,6 +149,7 @@ class Service:
             self.admission.slots, self.admission.queue, cfg.server.workers)
         self.token = _read_token(cfg)
         self.in_flight = 0  # requests inside a handler, for the shutdown drain
+        self.completed = 0  # requests that left a handler, for the idle memory trim
         self._in_flight_lock = threading.Lock()
         self.app = self._build()
 
@@ -196,6 +197,7 @@ class Service:
             finally:
                 with self._in_flight_lock:
                     self.in_flight -= 1
+                    self.completed += 1
             bottle.response.status = status
             elapsed = time.perf_counter() - start
             self.metrics.requests.labels(endpoint, str(status)).inc()

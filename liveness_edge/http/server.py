@@ -10,6 +10,7 @@ sockets close (no new connections), ``/health`` turns 503 ``draining``, in-fligh
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from .app import Service
 
 log = logging.getLogger(__name__)
 LOOP_TICK = 0.25
+IDLE_TRIM_INTERVAL = 1.0
 
 
 class JsonErrorTask(ErrorTask):
@@ -92,6 +94,14 @@ class JsonChannel(HTTPChannel):
             self.close_when_flushed = True
 
 
+def _malloc_trim():
+    """glibc's malloc_trim, or None off glibc."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def listen_spec(host: str, port: int) -> str:
     if host == "":
         return f"*:{port}"  # the seed's ":PORT": every interface, IPv4 and IPv6
@@ -137,6 +147,9 @@ class Runner:
         self.stop_requested = threading.Event()
         self.notifier = sdnotify.SystemdNotifier()
         self.last_tick = time.monotonic()
+        self._malloc_trim = _malloc_trim()
+        self._trimmed_after = 0  # service.completed at the last trim
+        self._last_trim = 0.0
 
     def request_stop(self, signum=None, _frame=None) -> None:
         if not self.stop_requested.is_set():
@@ -162,6 +175,20 @@ class Runner:
         for obj in list(socket_map(self.server).values()):
             if isinstance(obj, JsonChannel) and obj.overdue(now, limit):
                 obj.time_out(limit)
+        self._trim_when_idle(now)
+
+    def _trim_when_idle(self, now: float) -> None:
+        """Give freed heap pages back to the system once the daemon is idle after some work.
+
+        glibc keeps pages that frames and crops freed in its arenas; without a trim the RSS after a burst of big or
+        odd clips stays at the burst's high-water mark. At most once a second, only with nothing in flight.
+        """
+        service = self.service
+        if (self._malloc_trim is None or service.in_flight or service.completed == self._trimmed_after
+                or now - self._last_trim < IDLE_TRIM_INTERVAL):
+            return
+        self._trimmed_after, self._last_trim = service.completed, now
+        self._malloc_trim(0)
 
     def _busy(self) -> bool:
         if self.service.in_flight:
