@@ -166,3 +166,42 @@ def test_planarity_cue_tracks_a_turning_plane_as_flat(monkeypatch):
 def test_planarity_cue_tracks_a_turning_relief_as_live(monkeypatch):
     result = _planarity_on(monkeypatch, depth_amp=60.0)
     assert result.value is not None and result.value > 0.5, result
+
+
+# --- bezel --------------------------------------------------------------------------------------------------------
+
+def _scene(rect: bool, door: bool = False) -> np.ndarray:
+    import cv2
+    rng = np.random.default_rng(5)
+    img = cv2.GaussianBlur(rng.uniform(90, 140, (160, 160)).astype(np.float32), (0, 0), 6).astype(np.uint8)
+    cv2.ellipse(img, (80, 80), (24, 30), 0, 0, 360, 200, -1)  # the face, ~59 px box at the centre
+    if rect:
+        cv2.rectangle(img, (30, 20), (130, 145), 30, 2)  # a dark bezel around it
+    if door:
+        cv2.line(img, (20, 10), (20, 150), 30, 2)  # one straight edge to the left: a door frame
+    return img
+
+
+def test_bezel_finds_a_frame_around_the_face_and_not_a_door():
+    from liveness_edge.cues.bezel import find_sides
+
+    face_px = 160 / 2.7
+    framed = find_sides(_scene(rect=True), face_px)
+    assert {"left", "right"} <= set(framed) and {"top", "bottom"} <= set(framed), framed
+    assert find_sides(_scene(rect=False), face_px) == {}
+    assert set(find_sides(_scene(rect=False, door=True), face_px)) == {"left"}
+
+
+def test_bezel_cue_is_one_sided(monkeypatch):
+    from liveness_edge.cues import bezel
+
+    def run(img):
+        monkeypatch.setattr(bezel, "luma_scaled", lambda *a: img)
+        cue = bezel.BezelCue(every=1)
+        face = type("F", (), {"center": (80.0, 80.0), "width": 59.0, "height": 59.0})()
+        for _ in range(6):
+            cue.observe(None, type("S", (), {"face": face})())
+        return cue.result()
+
+    assert run(_scene(rect=True)).value == bezel.FRAMED_VALUE
+    assert run(_scene(rect=False, door=True)).value is None  # abstains: no penalty for an ordinary room

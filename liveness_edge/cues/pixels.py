@@ -32,15 +32,15 @@ def luma_scaled(frame: Frame, x0: int, y0: int, x1: int, y1: int, out_w: int, ou
     window = luma(frame, x0, y0, x1, y1)
     if window.size == 0:
         return np.zeros((out_h, out_w), np.uint8)
-    pad = (max(0, -int(y0)), max(0, int(y1) - height), max(0, -int(x0)), max(0, int(x1) - width))
-    if any(pad):
-        window = cv2.copyMakeBorder(window, *pad, cv2.BORDER_REPLICATE)
-    # A whole-factor area average first (OpenCV's fast block path; a fractional INTER_AREA from a big window costs
-    # ~10x more), then the small remaining ratio, still area-averaged.
-    factor = min(window.shape[1] // out_w, window.shape[0] // out_h)
-    if factor >= 2:
+    # A whole-factor area average first, on the part inside the frame (OpenCV's fast block path; a fractional
+    # INTER_AREA from a big window costs ~10x more), then the padding and the small remaining ratio.
+    factor = max(1, min((int(x1) - int(x0)) // out_w, (int(y1) - int(y0)) // out_h))
+    if factor >= 2 and min(window.shape) >= factor:
         h, w = window.shape[0] // factor * factor, window.shape[1] // factor * factor
         window = cv2.resize(window[:h, :w], (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    pad = (max(0, -int(y0)), max(0, int(y1) - height), max(0, -int(x0)), max(0, int(x1) - width))
+    if any(pad):
+        window = cv2.copyMakeBorder(window, *(-(-p // factor) for p in pad), cv2.BORDER_REPLICATE)
     if window.shape[:2] == (out_h, out_w):
         return window
     return cv2.resize(window, (out_w, out_h), interpolation=cv2.INTER_AREA)

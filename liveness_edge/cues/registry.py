@@ -5,7 +5,9 @@ Every cue is cheap (at most ~1 ms per frame each, all four ~1.3 ms; see docs/acc
 - ``planarity`` (cues/planarity.py): tracked points move by a homography -> a flat photo/screen; abstains when still;
 - ``blink`` (cues/blink.py): an eyelid dip and reopening; abstains when none is seen;
 - ``micro_motion`` (cues/blink.py): expression change beyond the head's rigid motion; abstains when none;
-- ``texture`` (cues/texture.py): display pixel grid / moire peaks in the skin spectrum.
+- ``texture`` (cues/texture.py): display pixel grid / moire peaks in the skin spectrum;
+- ``bezel`` (cues/bezel.py): a straight-edged frame (screen bezel, sheet border) around the face, moving with it;
+  attack evidence when seen, abstains otherwise.
 
 How much each counts is decided by the fusion (fusion.py, coefficients in models/fusion.json), not here; a cue the
 fitted fusion gives weight 0 is not run at all (``default_cues``). tools/eval always runs every cue.
@@ -17,6 +19,7 @@ from typing import Callable
 
 from ..fusion import fitted_entry
 from . import ClipCue
+from .bezel import BezelCue
 from .blink import BlinkCue, MotionCue
 from .planarity import PlanarityCue
 from .texture import TextureCue
@@ -26,6 +29,7 @@ CUES: dict[str, Callable[[], ClipCue]] = {
     "blink": BlinkCue,
     "micro_motion": MotionCue,
     "texture": TextureCue,
+    "bezel": BezelCue,
 }
 
 

@@ -18,14 +18,19 @@ def _score_sets(items: list[dict]) -> dict[str, dict[str, float | None]]:
         "cnn (mean of frames)": {it["file"]: (float(np.mean(it["cnn"])) if it["status"] == "ok" else None)
                                  for it in videos},
     }
-    for cue in fit.CUE_NAMES:
+    for cue in fit.MEASURED_CUES:
         sets[f"cue:{cue} alone"] = {
-            it["file"]: ((it["cues"][cue]["value"] if it["cues"][cue]["value"] is not None else 0.5)
+            it["file"]: ((it["cues"].get(cue, {}).get("value") if it["cues"].get(cue, {}).get("value") is not None
+                          else 0.5)
                          if it["status"] == "ok" else None) for it in videos}
     cv = fit.loso_scores(videos)
     sets["fused (leave-one-source-out CV)"] = {it["file"]: cv.get(it["file"]) for it in videos}
     cv_cnn = fit.loso_scores(videos, cues=())
     sets["cnn recalibrated (LOSO CV, no cues)"] = {it["file"]: cv_cnn.get(it["file"]) for it in videos}
+    extra = [c for c in fit.MEASURED_CUES if c not in fit.CUE_NAMES]
+    if extra:
+        cv_extra = fit.loso_scores(videos, cues=fit.MEASURED_CUES)
+        sets[f"fused + {'+'.join(extra)} (LOSO CV)"] = {it["file"]: cv_extra.get(it["file"]) for it in videos}
     if all(fit.AUX in it for it in videos if it["status"] == "ok"):
         cv_aux = fit.loso_scores(videos, cues=fit.CUE_NAMES + (fit.AUX,))
         sets["fused + livenessnet 2nd CNN (LOSO CV)"] = {it["file"]: cv_aux.get(it["file"]) for it in videos}
