@@ -48,3 +48,51 @@ def test_eval_skips_cleanly_without_shared(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tools.eval", "--shared", str(tmp_path / "nothing"),
                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "skipped" in out.stdout
+
+
+# --- the fit (tools/eval/fit.py) on hand-made clips ----------------------------------------------------------------
+
+def _clip(name, label, cnn, cues=None, group=None, frames=10):
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    scores = np.clip(cnn + rng.normal(0, 0.01, frames), 0.01, 0.99).tolist()
+    return {"file": name, "label": label, "kind": "video", "status": "ok", "synthetic": False,
+            "group": group or name, "cnn": scores, "cues": {k: {"value": v} for k, v in (cues or {}).items()}}
+
+
+def test_fit_keeps_cue_weights_non_negative_and_uses_a_real_signal():
+    from tools.eval import fit
+
+    clips = []
+    for i in range(8):
+        # the cue: informative (live 0.8 / attack 0.2); the "anti" cue says live on attacks only (a fluke here)
+        clips.append(_clip(f"l{i}", "live", 0.5 + 0.02 * i, {"planarity": 0.8, "texture": 0.3}))
+        clips.append(_clip(f"a{i}", "attack", 0.5 + 0.02 * i, {"planarity": 0.2, "texture": 0.7}))
+    fusion, _ = fit.fit(clips)
+    assert fusion.cue_weights["planarity"] > 0.3
+    assert fusion.cue_weights["texture"] == 0.0  # a negative weight is dropped, not kept
+
+
+def test_operating_point_does_not_give_up_a_rare_attack_type():
+    from tools.eval import fit
+
+    live = [_clip(f"l{i}", "live", 0.7) for i in range(6)]
+    many = [_clip(f"p{i}", "print", 0.3) for i in range(12)]  # easy, numerous
+    few = [_clip(f"r{i}", "replay", 0.6 + 0.02 * i) for i in range(2)]  # hard, few
+    fusion, _ = fit.fit(live + many + few)
+    scores = {c["file"]: fit.clip_average(fusion, c) for c in live + many + few}
+    # the 2 hard replays count as much as the 12 prints (worst-type APCER, per-type weights): they are not given up
+    assert fit.pair_auc(live + few, scores, "replay") == 1.0
+    assert sum(scores[c["file"]] >= fit.THRESHOLD for c in few) <= 1
+
+
+def test_pair_auc_and_operating_points():
+    from tools.eval import fit
+
+    items = _items()
+    scores = {"l0": 0.9, "l1": 0.8, "l2": 0.7, "l3": 0.6, "p0": 0.65, "p1": 0.1, "r0": 0.95, "r1": 0.2}
+    assert fit.pair_auc(items, scores, "print") == pytest.approx(7 / 8)
+    assert fit.pair_auc(items, scores, "replay") == pytest.approx(4 / 8)
+    ops = fit.operating_points(items, scores, ["print", "replay"])
+    assert ops["refuse_0_live"]["threshold"] == 0.6 and ops["refuse_0_live"]["bpcer"] == 0.0
+    assert ops["refuse_0_live"]["apcer"] == {"print": 0.5, "replay": 0.5}
+    assert ops["refuse_1_live"]["threshold"] == 0.7 and ops["refuse_1_live"]["apcer"]["print"] == 0.0
