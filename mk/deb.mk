@@ -2,7 +2,7 @@
 #   deb-wheels  the only step that needs the network: pinned runtime wheels for ARCH (+ setuptools to build the
 #               project wheel) into .cache/wheelhouse/ARCH. debian/rules then builds offline from it.
 #   deb         dist/liveness-edge_<version>_<ARCH>.deb (dpkg-buildpackage in a staging copy of the tree)
-#   deb-test    lintian, then install / upgrade / remove / purge in a clean Debian 12 root (tools/deb/test.sh)
+#   deb-test    lintian, then install / upgrade / remove / purge in a clean Debian 12 root (tools/deb/test.py)
 ARCH       ?= $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 DEB_CPU     = $(if $(filter arm64,$(ARCH)),aarch64,$(if $(filter amd64,$(ARCH)),x86_64,$(error ARCH=$(ARCH): amd64 or arm64)))
 WHEELHOUSE ?= .cache/wheelhouse/$(ARCH)
@@ -28,7 +28,7 @@ deb: deb-wheels
 	tools/deb/build.sh $(ARCH) $(WHEELHOUSE) $(DEB_OUT)
 
 deb-test:
-	tools/deb/test.sh $(ARCH) $(WHEELHOUSE) $(DEB_OUT)
+	/usr/bin/python3 tools/deb/test.py $(ARCH) $(WHEELHOUSE) $(DEB_OUT)
 
 deb-clean:
 	rm -rf $(DEB_OUT)/liveness-edge_* $(DEB_OUT)/.stage.* .cache/wheelhouse .cache/deb

@@ -36,16 +36,30 @@ home = /usr/bin
 include-system-site-packages = false
 version = $PYVER
 CFG
+# The command: a shell wrapper (no #! into a private interpreter path). -I: ignore PYTHON* variables, the user's
+# site-packages and the current directory, so only the venv's packages are imported.
 cat > "$ROOT/bin/liveness-edge" <<SCRIPT
-#!$VENV/bin/python3
-import sys
-
-from liveness_edge.cli import main
-
-sys.exit(main())
+#!/bin/sh
+exec $VENV/bin/python3 -I -m liveness_edge "\$@"
 SCRIPT
 chmod 0755 "$ROOT/bin/liveness-edge"
 
+# LiteRT's ahead-of-time compiler plugins for phone NPUs and its apply_plugin_main tool are model-building
+# tools, never loaded by the interpreter; they also carry RPATHs into their vendors' build trees.
+rm -rf "$SITE"/ai_edge_litert/vendors/*/compiler "$SITE/ai_edge_litert/tools/apply_plugin_main"
+# Wheels mark some modules executable; only ELF files keep the x bits (nothing in site-packages is run directly).
+python3 - "$SITE" <<'PY'
+import os, stat, sys
+for top, _dirs, files in os.walk(sys.argv[1]):
+    for name in files:
+        path = os.path.join(top, name)
+        mode = os.lstat(path).st_mode
+        if stat.S_ISREG(mode) and mode & 0o111:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+            if head != b"\x7fELF":
+                os.chmod(path, mode & ~0o111)
+PY
 # Files the build tools leave that have no use on the box.
 find "$SITE" -name __pycache__ -type d -prune -exec rm -rf {} +
 find "$SITE" -name '*.dist-info' -type d -exec rm -f {}/INSTALLER {}/REQUESTED {}/direct_url.json \;
