@@ -454,3 +454,19 @@ def test_request_id_is_echoed_on_every_kind_of_answer(tight):
     quoted = urllib.parse.quote("x" * 129)
     _, headers, _ = tight.request("GET", "/health", headers={"X-Request-Id": quoted})
     assert headers["X-Request-Id"] != quoted
+
+
+def test_health_reports_version_uptime_models_delegate_and_cache(tight):
+    from liveness_edge import __version__
+
+    status, _, first = tight.request("GET", "/health")
+    assert status == 200 and first["status"] == "ok" and first["version"] == __version__
+    assert first["delegate"] and first["uptime_sec"] > 0
+    for model in first["models"]:
+        assert model["sha256_ok"] is True and model["delegate"] and model["warm_invoke_ms"] > 0
+    status, _, answer = tight.post_clip(small_clip(), "return_detection=true")
+    assert status == 200, answer
+    time.sleep(0.05)
+    _, _, second = tight.request("GET", "/health")
+    assert second["uptime_sec"] > first["uptime_sec"]
+    assert second["cache_entries"] == first["cache_entries"] + 1
