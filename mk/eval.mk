@@ -5,7 +5,7 @@ $(EVAL_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,eval]'
 	touch $(EVAL_STAMP)
 
-.PHONY: eval eval-fit synth
+.PHONY: eval eval-fit synth cue-cost
 
 ## make synth: synthetic print/replay attacks from the live clips in ../shared (into .cache/synth)
 synth: $(STAMP)
@@ -18,3 +18,7 @@ eval: $(EVAL_STAMP)
 ## make eval-fit: refit models/fusion.json on ../shared + synthetic attacks (then make eval re-measures)
 eval-fit: $(EVAL_STAMP)
 	$(PY) -m tools.eval --reuse --fit-write models/fusion.json
+
+## make cue-cost: ms per selected frame of each clip cue on the clips in ../shared (python -m tools.eval.cuecost)
+cue-cost: $(STAMP)
+	$(PY) -m tools.eval.cuecost

@@ -87,3 +87,17 @@ def test_shipped_fusion_matches_every_bundled_antispoof_variant():
     assert minifas and "4ff758f470b757d9005b418c9978693f09b8f2a5e7b7ee848c160db21208e1b2" in minifas[0]["match"]["sha256"]
     for entry in document["models"]:
         assert all(w >= 0 for k, w in entry["weights"].items() if k != "cnn"), "cue weights are evidence of life"
+
+
+def test_daemon_runs_only_the_cues_the_fit_weighted(tmp_path, monkeypatch):
+    from liveness_edge import fusion as fusion_mod
+    from liveness_edge.cues import registry
+
+    path = _doc(tmp_path, [{"liveness_model": "b", "match": {"name": "b", "sha256": ["bbb"]}, "intercept": 2,
+                            "weights": {"cnn": 1, "planarity": 0.0, "texture": 0.4, "micro_motion": 1.2}}])
+    monkeypatch.setattr(fusion_mod, "fusion_paths", lambda cfg: [path])
+    names = {make().name for make in registry.default_cues(None, _models("b", "bbb"))}
+    assert names == {"texture", "micro_motion"}
+    # no fitted entry (CNN mean): every cue runs, so return_frames still shows what each one saw
+    names = {make().name for make in registry.default_cues(None, _models("other", "zzz"))}
+    assert names == set(registry.CUES)
