@@ -318,18 +318,19 @@ def normal_request_seconds(host: str, port: int, clip: bytes) -> tuple[int, floa
 
 
 def fuzz_daemon(host: str, port: int, pid: int, inputs: list[Input], clients: int, warm: list[Input],
-                rss_tolerance: float = 0.10) -> dict:
-    """Warm the daemon with ``warm`` twice, fuzz, then check liveness, responsiveness and memory."""
-    for _ in range(2):
+                rss_tolerance: float = 0.10, warm_rounds: int = 2, settle: float = SETTLE) -> dict:
+    """Warm the daemon with ``warm`` (``warm_rounds`` times), fuzz, then check liveness, responsiveness and memory
+    (RSS read after ``settle`` idle seconds)."""
+    for _ in range(warm_rounds):
         FuzzRun(host, port, pid, warm, clients).run()
     normal = warm[0].body
     normal_request_seconds(host, port, normal)
-    time.sleep(SETTLE)
+    time.sleep(settle)
     warm_rss = rss_kb(pid)
     run = FuzzRun(host, port, pid, inputs, clients)
     wall = run.run()
     status, seconds = normal_request_seconds(host, port, normal)
-    time.sleep(SETTLE)
+    time.sleep(settle)
     after_rss = rss_kb(pid)
     return {
         "inputs": len(inputs), "clients": clients, "wall_sec": round(wall, 1),
