@@ -260,3 +260,29 @@ def test_port_in_use(tmp_path):
         port = taken.getsockname()[1]
         result = serve(write_config(tmp_path, listen=f"127.0.0.1:{port}"))
     assert_one_line_failure(result, f"127.0.0.1:{port}", "cannot bind")
+
+
+def test_watchdog_withholds_pings_when_the_loop_stalls_or_a_worker_is_stuck():
+    """Runner.watchdog_ok on a stand-in service: the HTTP side of this is the sd_notify test above."""
+    from types import SimpleNamespace
+
+    from liveness_edge.http import server
+
+    class FakeService:
+        cfg = SimpleNamespace(server=SimpleNamespace(read_timeout=30.0))
+        oldest = 0.0
+
+        def oldest_handler_seconds(self, now):
+            return self.oldest
+
+    service = FakeService()
+    runner = server.Runner.__new__(server.Runner)
+    runner.service, runner.last_tick, runner._stuck_logged = service, 100.0, False
+    assert runner.watchdog_ok(100.2, period=1.0)
+    assert not runner.watchdog_ok(100.6, period=1.0)  # the loop has not turned for over half a period
+    service.oldest = 30.0 + server.STUCK_GRACE - 1
+    assert runner.watchdog_ok(100.1, period=1.0)  # a long request, not yet a stuck one
+    service.oldest = 30.0 + server.STUCK_GRACE + 1
+    assert not runner.watchdog_ok(100.1, period=1.0)
+    service.oldest = 0.0
+    assert runner.watchdog_ok(100.1, period=1.0)

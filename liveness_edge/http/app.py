@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import itertools
 import json
 import logging
 import re
@@ -150,6 +151,8 @@ class Service:
         self.token = _read_token(cfg)
         self.in_flight = 0  # requests inside a handler, for the shutdown drain
         self.completed = 0  # requests that left a handler, for the idle memory trim
+        self._running: dict[int, float] = {}  # handler entry times (monotonic), for the watchdog's stuck check
+        self._tokens = itertools.count()
         self._in_flight_lock = threading.Lock()
         self.app = self._build()
 
@@ -173,6 +176,8 @@ class Service:
             status, extra = 200, {}
             with self._in_flight_lock:
                 self.in_flight += 1
+                token = next(self._tokens)
+                self._running[token] = time.monotonic()
             try:
                 if not public:
                     self._authorize()
@@ -198,6 +203,7 @@ class Service:
                 with self._in_flight_lock:
                     self.in_flight -= 1
                     self.completed += 1
+                    del self._running[token]
             bottle.response.status = status
             elapsed = time.perf_counter() - start
             self.metrics.requests.labels(endpoint, str(status)).inc()
@@ -205,6 +211,12 @@ class Service:
             return body
 
         return route
+
+    def oldest_handler_seconds(self, now: float | None = None) -> float:
+        """How long the longest-running request has been inside a handler (0 when none is)."""
+        with self._in_flight_lock:
+            oldest = min(self._running.values(), default=None)
+        return 0.0 if oldest is None else (now if now is not None else time.monotonic()) - oldest
 
     def _log(self, request_id: str, endpoint: str, status: int, elapsed: float, extra: dict,
              method: str | None = None, path: str | None = None, remote: str | None = None) -> None:

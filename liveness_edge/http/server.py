@@ -29,6 +29,7 @@ from .app import Service
 log = logging.getLogger(__name__)
 LOOP_TICK = 0.25
 IDLE_TRIM_INTERVAL = 1.0
+STUCK_GRACE = 300.0  # seconds past server.read-timeout after which a request still in a worker counts as stuck
 
 
 class JsonErrorTask(ErrorTask):
@@ -150,6 +151,7 @@ class Runner:
         self._malloc_trim = _malloc_trim()
         self._trimmed_after = 0  # service.completed at the last trim
         self._last_trim = 0.0
+        self._stuck_logged = False
 
     def request_stop(self, signum=None, _frame=None) -> None:
         if not self.stop_requested.is_set():
@@ -217,8 +219,26 @@ class Runner:
         log.info("stopped")
         return 0
 
+    def watchdog_ok(self, now: float, period: float) -> bool:
+        """The request loop turned within half a period and no request is stuck in a worker.
+
+        A request may legitimately wait ``server.read-timeout`` for an admission slot and then take a while on a slow
+        box; one still inside a handler ``STUCK_GRACE`` seconds after that is a wedged worker (a hung delegate, a
+        deadlock): withholding WATCHDOG=1 lets systemd restart the daemon instead of it answering nothing forever.
+        """
+        if now - self.last_tick >= period / 2:
+            return False
+        oldest = self.service.oldest_handler_seconds(now)
+        if oldest > self.service.cfg.server.read_timeout + STUCK_GRACE:
+            if not self._stuck_logged:
+                log.error("watchdog: a request has been in a worker for %.0f s; withholding WATCHDOG=1", oldest)
+                self._stuck_logged = True
+            return False
+        self._stuck_logged = False
+        return True
+
     def _start_watchdog(self) -> None:
-        """WATCHDOG=1 at half the systemd period, only while the request loop keeps turning."""
+        """WATCHDOG=1 at half the systemd period while ``watchdog_ok``."""
         usec = os.environ.get("WATCHDOG_USEC")
         if not usec or not usec.isdigit():
             return
@@ -226,7 +246,7 @@ class Runner:
 
         def ping():
             while not self.stop_requested.wait(period / 2):
-                if time.monotonic() - self.last_tick < period / 2:
+                if self.watchdog_ok(time.monotonic(), period):
                     self.notifier.notify("WATCHDOG=1")
 
         threading.Thread(target=ping, name="watchdog", daemon=True).start()
