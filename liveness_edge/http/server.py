@@ -86,6 +86,8 @@ class JsonChannel(HTTPChannel):
         head = (f"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\n\r\n").encode()
         with self.requests_lock:
+            if self.request is not None:
+                self.request.close()  # its body buffer may be a temporary file already
             self.request = None
             self.request_started = None
             with self.outbuf_lock:
