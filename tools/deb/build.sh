@@ -2,7 +2,7 @@
 # Build the .deb for ARCH from the working tree (tracked and new, non-ignored files) in a staging copy, so that
 # debian/rules' clean never touches the tree other work happens in (.egg-info, build/).
 #   tools/deb/build.sh ARCH WHEELHOUSE OUTDIR [VERSION]
-# DEB_BUILDDEB_OPTS (environment): dpkg-deb compression, default -Zzstd -z19.
+# DEB_BUILDDEB_OPTS (environment): dpkg-deb compression, default -Zxz -z3.
 # VERSION (optional) replaces the Debian version in the staged debian/changelog (the upgrade test uses it).
 set -eu
 ARCH=$1 WHEELHOUSE=$(realpath "$2") OUTDIR=$3 VERSION=${4:-}
@@ -26,7 +26,7 @@ fi
 CROSS=""
 # A foreign-arch build needs no cross compiler (nothing is compiled), so skip the cross build-dependency check.
 [ "$ARCH" != "$HOST" ] && CROSS="--host-arch=$ARCH -d"
-(cd "$STAGE/src" && WHEELHOUSE="$WHEELHOUSE" DEB_BUILDDEB_OPTS="${DEB_BUILDDEB_OPTS:--Zzstd -z19}" dpkg-buildpackage -b -us -uc $CROSS) >"$STAGE/build.log" 2>&1 || {
+(cd "$STAGE/src" && WHEELHOUSE="$WHEELHOUSE" DEB_BUILDDEB_OPTS="${DEB_BUILDDEB_OPTS:--Zxz -z3}" dpkg-buildpackage -b -us -uc $CROSS) >"$STAGE/build.log" 2>&1 || {
     tail -n 60 "$STAGE/build.log" >&2; echo "build.sh: dpkg-buildpackage failed for $ARCH" >&2; exit 1; }
 grep -E '^install-venv:' "$STAGE/build.log" || true
 for f in "$STAGE"/*.deb "$STAGE"/*.buildinfo "$STAGE"/*.changes; do
