@@ -56,14 +56,13 @@ def cmd_serve(args) -> int:
 
     _limit_malloc_arenas()
     cfg = _load(args)
-    models = load_models(cfg)
-    cache = DetectionCache(cfg.state_dir, cfg.cache.max_entries, cfg.cache.ttl)
-    service = Service(cfg, models, cache)
+    service = Service(cfg)  # answers /health "starting" (503) until the models are attached
     try:
-        server = build_server(service)
+        server = build_server(service)  # bind first: a port in use fails before seconds of model loading
     except OSError as exc:
         raise StartupError(f"listen {cfg.listen}: cannot bind: {exc.strerror or exc}") from None
-    return Runner(service, server).serve()
+    return Runner(service, server).serve(
+        load=lambda: (load_models(cfg), DetectionCache(cfg.state_dir, cfg.cache.max_entries, cfg.cache.ttl)))
 
 
 def cmd_check(args) -> int:

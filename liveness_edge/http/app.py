@@ -135,12 +135,15 @@ def result_json(result: ClipResult) -> dict:
 class Service:
     """The WSGI app and what it needs; ``app`` is what waitress serves."""
 
-    def __init__(self, cfg: Config, models: ModelSet, cache: DetectionCache, state: State | None = None):
+    def __init__(self, cfg: Config, models: ModelSet | None = None, cache: DetectionCache | None = None,
+                 state: State | None = None):
         self.cfg = cfg
-        self.models = models
-        self.cache = cache
-        self.pipeline = Pipeline(cfg, models, cache)
+        self.models: ModelSet | None = None
+        self.cache: DetectionCache | None = None
+        self.pipeline: Pipeline | None = None
         self.state = state or State()
+        if models is not None and cache is not None:
+            self.attach(models, cache)
         self.metrics = Metrics()
         # One waitress worker stays free of clips so that health, metrics and detections always have a thread.
         self.admission = Admission(cfg.server.max_concurrent_requests, cfg.server.queue,
@@ -155,6 +158,15 @@ class Service:
         self._tokens = itertools.count()
         self._in_flight_lock = threading.Lock()
         self.app = self._build()
+
+    def attach(self, models: ModelSet, cache: DetectionCache) -> None:
+        """Models and cache are ready: from now on clips are served (until then /health says "starting")."""
+        self.models, self.cache = models, cache
+        self.pipeline = Pipeline(self.cfg, models, cache)
+
+    def _require_ready(self) -> None:
+        if self.pipeline is None:
+            raise Busy("the daemon is starting: the models are still loading")
 
     # -- plumbing ------------------------------------------------------------------------------------------------
 
@@ -264,6 +276,7 @@ class Service:
 
     def liveness(self) -> bytes:
         request = bottle.request
+        self._require_ready()
         options = parse_flags(request.query_string)
         check_content_type(_header("Content-Type"))
         length = request.content_length
@@ -302,6 +315,7 @@ class Service:
     def detection(self, detection_id: str) -> bytes:
         if not re.fullmatch(r"[0-9a-f]{32}", detection_id):
             raise NotFound(f"no detection {detection_id!r}", param="detection_id")
+        self._require_ready()
         det = self.cache.get(detection_id)
         if det is None:
             raise NotFound(f"no detection {detection_id!r} (unknown or expired)", param="detection_id")
@@ -325,13 +339,14 @@ class Service:
             "status": status,
             "version": __version__,
             "uptime_sec": round(time.time() - state.started, 3),
-            "delegate": self.models.backend.describe(),
-            "models": [info.as_dict() for info in self.models.infos],
-            "cache_entries": len(self.cache),
+            "delegate": self.models.backend.describe() if self.models else None,
+            "models": [info.as_dict() for info in self.models.infos] if self.models else [],
+            "cache_entries": len(self.cache) if self.cache is not None else 0,
         }).encode()
 
     def metrics_page(self) -> bytes:
-        self.metrics.cache_entries.set(len(self.cache))
+        if self.cache is not None:
+            self.metrics.cache_entries.set(len(self.cache))
         bottle.response.content_type = self.metrics.content_type
         return self.metrics.render()
 

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from typing import Callable
 
 import sdnotify
 from waitress import wasyncore
@@ -160,9 +161,18 @@ class Runner:
             log.info("signal %s: draining", signal.Signals(signum).name if signum else "stop")
         self.stop_requested.set()
 
-    def serve(self) -> int:
+    def serve(self, load: Callable[[], tuple]) -> int:
+        """Answer /health ("starting") while ``load()`` builds the models and cache in a thread, then serve clips.
+
+        A StartupError from ``load`` closes the sockets and is raised here, so the CLI prints its one line.
+        """
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        for host, port in bound_addresses(self.server):
+            log.info("listening on %s port %s; loading models", host, port)
+        self._load_while_serving(load)
+        if self.stop_requested.is_set():
+            return self._drain()
         self.service.state.ready = True
         for host, port in bound_addresses(self.server):
             log.info("serving on %s port %s", host, port)
@@ -171,6 +181,27 @@ class Runner:
         while not self.stop_requested.is_set():
             self._tick()
         return self._drain()
+
+    def _load_while_serving(self, load: Callable[[], tuple]) -> None:
+        outcome: dict = {}
+
+        def run():
+            try:
+                outcome["value"] = load()
+            except BaseException as exc:  # re-raised in the main thread below
+                outcome["error"] = exc
+
+        loader = threading.Thread(target=run, name="load-models", daemon=True)
+        loader.start()
+        while loader.is_alive():
+            self._tick()
+        if "error" in outcome:
+            for obj in list(socket_map(self.server).values()):
+                if isinstance(obj, BaseWSGIServer):
+                    wasyncore.dispatcher.close(obj)
+            self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+            raise outcome["error"]
+        self.service.attach(*outcome["value"])
 
     def _tick(self) -> None:
         wasyncore.loop(timeout=LOOP_TICK, map=socket_map(self.server), use_poll=True, count=1)
@@ -217,7 +248,8 @@ class Runner:
         if leftover:
             log.warning("drain timeout: %d request(s) still running are abandoned", leftover)
         self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
-        self.service.cache.checkpoint()
+        if self.service.cache is not None:
+            self.service.cache.checkpoint()
         log.info("stopped")
         return 0
 
