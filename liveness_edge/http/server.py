@@ -10,7 +10,6 @@ sockets close (no new connections), ``/health`` turns 503 ``draining``, in-fligh
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask
 
+from ..memory import malloc_trim
 from . import errors as http_errors
 from .app import Service
 
@@ -98,14 +98,6 @@ class JsonChannel(HTTPChannel):
             self.close_when_flushed = True
 
 
-def _malloc_trim():
-    """glibc's malloc_trim, or None off glibc."""
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
 def listen_spec(host: str, port: int) -> str:
     if host == "":
         return f"*:{port}"  # the seed's ":PORT": every interface, IPv4 and IPv6
@@ -151,7 +143,7 @@ class Runner:
         self.stop_requested = threading.Event()
         self.notifier = sdnotify.SystemdNotifier()
         self.last_tick = time.monotonic()
-        self._malloc_trim = _malloc_trim()
+        self._malloc_trim = malloc_trim()
         self._trimmed_after = 0  # service.completed at the last trim
         self._last_trim = 0.0
         self._stuck_logged = False
