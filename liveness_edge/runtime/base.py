@@ -46,6 +46,33 @@ class Backend(abc.ABC):
         return self.key
 
 
+class DelegateBackend(Backend):
+    """A backend whose accelerator is a TFLite delegate loaded from a shared library (EdgeTPU, GPU).
+
+    Each interpreter gets its own delegate instance (delegates are not shared across threads); a library that does
+    not load is a StartupError naming it and saying what to install or set.
+    """
+
+    library: str = ""
+    hint: str = ""  # what the operator should do when the library does not load
+
+    def delegate_options(self) -> dict:
+        return {}
+
+    def _delegate(self):
+        try:
+            return interpreter_package().load_delegate(self.library, self.delegate_options())
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise StartupError(f"runtime.delegate {self.key}: cannot load {self.library} ({exc}); {self.hint}") \
+                from None
+
+    def probe(self) -> None:
+        self._delegate()
+
+    def make_interpreter(self, path: Path):
+        return new_interpreter(path, self.threads, [self._delegate()])
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     shape: tuple[int, ...]
