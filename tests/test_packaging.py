@@ -160,6 +160,9 @@ def test_sysusers_postinst_postrm():
     for script in ("postinst", "prerm", "postrm"):
         assert "#DEBHELPER#" in (DEBIAN / f"liveness-edge.{script}").read_text()
     assert "liveness-edge.conf" in (DEBIAN / "liveness-edge.postinst").read_text()
+    # debhelper 13.11 (Debian 12) runs dh_installsysusers only with this add-on (it is in the default sequence from
+    # compat 14); without it the .sysusers file would not be installed.
+    assert "--with installsysusers" in (DEBIAN / "rules").read_text()
 
 
 def test_command_is_a_link_into_the_venv():
