@@ -311,7 +311,7 @@ class Config:
 
 
 def default_config_path() -> Path:
-    """``$LIVENESS_EDGE_CONFIG``, else the installed conffile, else the checkout's ``config/liveness-edge.ini``."""
+    """``$LIVENESS_EDGE_CONFIG``, else the checkout's ``config/liveness-edge.ini``, else the installed conffile."""
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
     installed = Path("/etc/liveness-edge/liveness-edge.ini")

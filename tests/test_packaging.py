@@ -143,6 +143,12 @@ def test_conffile_models_unit_installed_where_the_daemon_looks(tmp_path, monkeyp
     state = config.default_state_dir()
     assert str(state) == "/var/lib/" + unit_entries()["StateDirectory"][0]
     assert (ROOT / "models/tflite/manifest.json").is_file()
+    # The fusion coefficients must land where fusion.load_fusion looks, or an installed box silently scores with the
+    # bare CNN mean instead of the calibrated fusion the checkout uses.
+    from liveness_edge import fusion
+
+    cfg = config.parse_config("", source="<installed>")
+    assert installed["models/fusion.json"] + "/fusion.json" in [str(p) for p in fusion.fusion_paths(cfg)]
     assert installed["systemd/liveness-edge.service"] == "/lib/systemd/system"
     # debhelper compat 13 marks every file installed under /etc as a conffile.
     assert "debhelper-compat (= 13)" in (DEBIAN / "control").read_text()
