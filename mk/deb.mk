@@ -11,7 +11,21 @@ DEB_PYVER  := 3.11
 # The runtime pins: constraints.txt minus the test-only tools.
 DEB_RUNTIME := ai-edge-litert av numpy opencv-python-headless bottle waitress PyYAML prometheus-client sdnotify
 
-.PHONY: deb deb-wheels deb-test deb-clean
+# Debian tools the targets need that a fresh machine lacks (dpkg-dev, fakeroot and python3-pip are in the base image,
+# but installing them is harmless); installed only when one is missing.
+DEB_TOOLS := debhelper dpkg-dev fakeroot lintian debootstrap python3-pip
+ifeq ($(ARCH),arm64)
+DEB_TOOLS += qemu-user-static binfmt-support
+endif
+
+.PHONY: deb deb-deps deb-wheels deb-test deb-clean
+
+deb-deps:
+	@missing=$$(for p in $(DEB_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(WHEELHOUSE)/.complete: constraints.txt pyproject.toml tools/deb/platforms.sh | $(STAMP)
 	mkdir -p $(WHEELHOUSE)
@@ -24,10 +38,10 @@ $(WHEELHOUSE)/.complete: constraints.txt pyproject.toml tools/deb/platforms.sh |
 
 deb-wheels: $(WHEELHOUSE)/.complete
 
-deb: deb-wheels
+deb: deb-deps deb-wheels
 	tools/deb/build.sh $(ARCH) $(WHEELHOUSE) $(DEB_OUT)
 
-deb-test:
+deb-test: deb-deps
 	/usr/bin/python3 tools/deb/test.py $(ARCH) $(WHEELHOUSE) $(DEB_OUT)
 
 deb-clean:
