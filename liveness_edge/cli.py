@@ -103,23 +103,30 @@ def cmd_version(_args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    config_help = (f"config file (default: ${CONFIG_ENV}, else config/liveness-edge.ini in a checkout, "
+                   "else /etc/liveness-edge/liveness-edge.ini)")
     parser = argparse.ArgumentParser(prog="liveness-edge", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None,
-                        help=f"config file (default: ${CONFIG_ENV}, else config/liveness-edge.ini in a checkout, "
-                             "else /etc/liveness-edge/liveness-edge.ini)")
+    parser.add_argument("--config", default=None, help=config_help)
+    # --config is also accepted after the command (`liveness-edge serve --config X`), as people type it;
+    # SUPPRESS keeps a command without it from resetting the one given before the command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the HTTP daemon").set_defaults(func=cmd_serve)
-    check = sub.add_parser("check", help="run the pipeline on clips offline and print the JSON answers")
+    sub.add_parser("serve", parents=[common], help="run the HTTP daemon").set_defaults(func=cmd_serve)
+    check = sub.add_parser("check", parents=[common],
+                           help="run the pipeline on clips offline and print the JSON answers")
     check.add_argument("clips", nargs="+", metavar="CLIP")
     check.add_argument("--return-photo", action="store_true")
     check.add_argument("--return-normalized", action="store_true")
     check.add_argument("--return-detection", action="store_true")
-    check.add_argument("-v", "--verbose", action="store_true", help="add frame counts, per-frame scores and per-cue results")
+    check.add_argument("-v", "--verbose", action="store_true",
+                       help="add frame counts, per-frame scores and per-cue results")
     check.set_defaults(func=cmd_check)
-    cc = sub.add_parser("config-check", help="validate a config file and exit")
+    cc = sub.add_parser("config-check", parents=[common], help="validate a config file and exit")
     cc.add_argument("path", nargs="?", default=None)
     cc.set_defaults(func=cmd_config_check)
-    sub.add_parser("models", help="load, verify and time the configured models").set_defaults(func=cmd_models)
+    sub.add_parser("models", parents=[common],
+                   help="load, verify and time the configured models").set_defaults(func=cmd_models)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser
 

@@ -102,3 +102,27 @@ def test_corrupt_model_is_refused_naming_the_file(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("liveness-edge:")]
     assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0]
     assert "face_landmark" in errors[0] and "sha256" in errors[0]
+
+
+def test_config_is_accepted_before_or_after_the_command(tmp_path):
+    config = tmp_path / "c.ini"
+    config.write_text("max-decoded-frames: 7\nmin-selected-frames: 3\n")
+    for args in (("--config", str(config), "config-check"), ("config-check", "--config", str(config))):
+        result = run_cli(*args)
+        assert result.returncode == 0 and str(config) in result.stdout, (args, result.stderr)
+    from liveness_edge.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "--config", "x.ini"]).config == "x.ini"
+    assert build_parser().parse_args(["--config", "y.ini", "serve"]).config == "y.ini"
+    assert build_parser().parse_args(["serve"]).config is None
+
+
+def test_make_run_command_line_parses():
+    """`make run` is `liveness-edge serve --config config/liveness-edge.ini`: it must parse."""
+    import re
+
+    from liveness_edge.cli import build_parser
+
+    line = next(l for l in (ROOT / "Makefile").read_text().splitlines() if "liveness-edge serve" in l)
+    args = re.search(r"liveness-edge (serve.*)$", line).group(1).split()
+    assert build_parser().parse_args(args).config == "config/liveness-edge.ini"
