@@ -25,6 +25,8 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -146,8 +148,6 @@ class DaemonProcess:
         else:
             raise RuntimeError("daemon did not start")
         # Keep draining the log so the daemon never blocks on a full pipe.
-        import threading
-
         threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
 
     def post(self, data: bytes, content_type: str) -> tuple[int, float]:
@@ -248,8 +248,6 @@ def main() -> int:
                                    "offline_ms": stats([o * 1000 for o in offline]), "stages_ms": breakdown}
 
     # The daemon over HTTP: the same clips, start-to-ready, RSS idle and under 8 concurrent 1080p requests.
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         daemon = DaemonProcess(bench_config(Path(tmp)))
         try:
