@@ -13,7 +13,7 @@ import pytest
 
 from conftest import Daemon, wait_for, write_config
 from media import blank_frames, encode, face_frames
-from tools.load import error_shape_ok, parse_reply, raw, request
+from tools.load import parse_reply, raw, request
 
 LIMIT = 400_000
 

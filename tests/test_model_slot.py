@@ -16,7 +16,7 @@ from liveness_edge.align import FaceWindow, crop
 from liveness_edge.config import Limits, parse_config
 from liveness_edge.decode import Decoder, full_bgr, small_rgb
 from liveness_edge.models import load_models
-from liveness_edge.runtime import Model, choose_backend
+from liveness_edge.runtime import Model
 from conftest import Daemon, write_config
 from media import ROOT, SHARED
 

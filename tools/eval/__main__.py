@@ -29,7 +29,6 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_TYPES = ["spoof-replay"]
