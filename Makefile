@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv run test bench models eval clean
+.PHONY: all venv run test lint bench models eval clean
 
 all: test
 
@@ -29,6 +29,11 @@ $(TESTDATA): tools/fetch_testdata.py | $(STAMP)
 ## make test: the whole suite (skips what needs ../shared when it is absent)
 test: $(STAMP) $(TESTDATA)
 	$(PY) -m pytest -q
+
+## make lint: undefined/unused names and syntax errors (ruff, a dev-only tool)
+lint: $(STAMP)
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/ruff check liveness_edge tools tests
 
 bench: $(STAMP) $(TESTDATA)
 	$(PY) -m tools.bench
