@@ -98,9 +98,9 @@ class Model:
         except Exception as exc:  # the interpreter's own error text is the most useful thing to show
             raise StartupError(f"model {self.path}: cannot be loaded by {backend.describe()}: {exc}") from None
         self._idle.put(first)
-        self.inputs = [self._spec(d) for d in first.interp.get_input_details()]
-        self.outputs = [self._spec(d) for d in first.interp.get_output_details()]
-        self.output_names = [d["name"] for d in first.interp.get_output_details()]
+        self.inputs = [self._spec(first.input)]
+        self.outputs = [self._spec(d) for d in first.outputs]
+        self.output_names = [d["name"] for d in first.outputs]
         self.warm_ms: float | None = None
 
     @staticmethod
@@ -113,7 +113,7 @@ class Model:
     def _new_slot(self) -> "_Slot":
         interp = self.backend.make_interpreter(self.path)
         self.created += 1
-        return _Slot(interp, int(interp.get_input_details()[0]["shape"][0]))
+        return _Slot.of(interp)
 
     @contextlib.contextmanager
     def _checkout(self):
@@ -146,16 +146,15 @@ class Model:
 
     def _invoke(self, slot: "_Slot", batch: np.ndarray) -> list[np.ndarray]:
         interp = slot.interp
-        detail = interp.get_input_details()[0]
         if self.batchable and slot.batch != len(batch):
             # Resized only when the batch size changes, so a steady batch size never reallocates.
+            detail = slot.input
             interp.resize_tensor_input(detail["index"], [len(batch), *detail["shape"][1:]])
             interp.allocate_tensors()
-            slot.batch = len(batch)
-            detail = interp.get_input_details()[0]
-        interp.set_tensor(detail["index"], _quantize(batch, detail))
+            slot.refresh()
+        interp.set_tensor(slot.input["index"], _quantize(batch, slot.input))
         interp.invoke()
-        return [_dequantize(interp.get_tensor(d["index"]), d) for d in interp.get_output_details()]
+        return [_dequantize(interp.get_tensor(d["index"]), d) for d in slot.outputs]
 
     def warm_up(self, runs: int = 5) -> float:
         """Invoke on zeros a few times (first invokes are slow); records and returns the mean warm ms."""
@@ -170,8 +169,23 @@ class Model:
 
 @dataclass
 class _Slot:
+    """One interpreter and its tensor details, read once (building the detail dicts costs more than a small invoke)."""
+
     interp: object
+    input: dict
+    outputs: list
     batch: int  # the batch size the input tensor is currently allocated for
+
+    @classmethod
+    def of(cls, interp) -> "_Slot":
+        slot = cls(interp, {}, [], 0)
+        slot.refresh()
+        return slot
+
+    def refresh(self) -> None:
+        self.input = self.interp.get_input_details()[0]
+        self.outputs = self.interp.get_output_details()
+        self.batch = int(self.input["shape"][0])
 
 
 def _quantize(values: np.ndarray, detail) -> np.ndarray:
@@ -185,7 +199,7 @@ def _quantize(values: np.ndarray, detail) -> np.ndarray:
 
 def _dequantize(values: np.ndarray, detail) -> np.ndarray:
     if detail["dtype"] == np.float32:
-        return values.copy()  # the interpreter reuses its buffers; callers keep results across invokes
+        return values  # get_tensor already returns a copy, never a view of the interpreter's buffer
     scale, zero = detail["quantization"]
     return (values.astype(np.float32) - zero) * scale
 
