@@ -112,6 +112,7 @@ class Pipeline:
         dropped: Counter[str] = Counter()
         best_frame: Frame | None = None
         best: FaceSample | None = None
+        best_index = -1
         cues = [make() for make in self.cue_factories]
         detector_size = self.models.detector.input_size
         with Decoder(body, cfg.limits, cfg.max_decoded_frames) as decoder:
@@ -130,7 +131,7 @@ class Pipeline:
                         cue.observe(frame, sample)
                     watch.lap("cues")
                     if best is None or sample.quality.score > best.quality.score:
-                        best, best_frame = sample, frame
+                        best, best_frame, best_index = sample, frame, len(samples) - 1
             frames_decoded = decoder.frames_decoded
             watch.lap("decode")
         if len(samples) < cfg.min_selected_frames:
@@ -142,7 +143,6 @@ class Pipeline:
         fused = self.fusion.combine(cnn, cue_scores)
         watch.lap("fusion")
         scores = fused.frame_scores
-        best_index = samples.index(best)
         best_face = self._best_face(best, best_frame, float(scores[best_index]), options, watch)
         frames = tuple({"frame_no": s.frame_no, "frame_ts": s.frame_ts, "quality": round(s.quality.score, 6),
                         "cnn": round(float(c), 6), "liveness": round(float(f), 6)}
