@@ -193,3 +193,27 @@ def test_health_and_metrics(daemon, clip):
     assert 'liveness_edge_requests_total{code="200",endpoint="liveness"}' in text
     assert 'liveness_edge_stage_seconds_count{stage="detect"}' in text
     assert 'liveness_edge_frames_total{outcome="selected"}' in text
+
+
+def test_ipv6_loopback_listen(tmp_path):
+    """`listen: "[::1]:PORT"` binds the IPv6 loopback only (skipped where the box has no IPv6)."""
+    import re as _re
+
+    from conftest import Daemon, write_config
+
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    d = Daemon(write_config(tmp_path, listen='"[::1]:0"'))
+    try:
+        port = int(next(_re.search(r"serving on ::1 port (\d+)", line).group(1)
+                        for line in d.lines if "serving on ::1" in line))
+        with socket.create_connection(("::1", port), timeout=10) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = read_until_closed(sock).decode()
+        assert reply.startswith("HTTP/1.1 200") and '"status": "ok"' in reply
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        d.stop()
