@@ -258,6 +258,19 @@ def region_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     return window[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
 
 
+def region_luma(frame: Frame, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """uint8 luma of [x0,x1) x [y0,y1) of the upright frame (clipped): for I420 frames a slice of the Y plane, with no
+    conversion at all; otherwise the grey of ``region_rgb``."""
+    width, height = upright_size(frame)
+    x0, y0, x1, y1 = max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0), np.uint8)
+    vf = frame.video_frame
+    if not frame.rotation and vf.format.name in _YUV420:
+        return _plane(vf, 0, height, width)[y0:y1, x0:x1]
+    return cv2.cvtColor(np.ascontiguousarray(region_rgb(frame, x0, y0, x1, y1)), cv2.COLOR_RGB2GRAY)
+
+
 def window_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int,
                shrink: float = 1.0) -> tuple[np.ndarray, int, int, float, float]:
     """A window of the upright frame covering [x0,x1) x [y0,y1) (clipped), scaled down by about ``shrink`` >= 1.

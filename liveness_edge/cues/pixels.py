@@ -1,7 +1,7 @@
 """Cheap pixel access for the cues: grey (luma) windows of the upright frame without converting to RGB.
 
 For the usual I420 frames with no rotation, the luma window is a slice of the decoder's Y plane (no conversion at
-all); otherwise the window goes through ``decode.region_rgb`` (a face-sized conversion) and is turned grey.
+all); otherwise the window goes through a face-sized RGB conversion and is turned grey (``decode.region_luma``).
 """
 
 from __future__ import annotations
@@ -9,27 +9,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..decode import Frame, _plane, region_rgb, upright_size
-
-_YUV420 = {"yuv420p", "yuvj420p"}
-
-
-def luma(frame: Frame, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """uint8 luma of [x0,x1) x [y0,y1) (clipped to the frame)."""
-    width, height = upright_size(frame)
-    x0, y0, x1, y1 = max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1))
-    if x1 <= x0 or y1 <= y0:
-        return np.zeros((0, 0), np.uint8)
-    vf = frame.video_frame
-    if not frame.rotation and vf.format.name in _YUV420:
-        return _plane(vf, 0, height, width)[y0:y1, x0:x1]
-    return cv2.cvtColor(np.ascontiguousarray(region_rgb(frame, x0, y0, x1, y1)), cv2.COLOR_RGB2GRAY)
-
+from ..decode import Frame, region_luma, upright_size
 
 def luma_scaled(frame: Frame, x0: int, y0: int, x1: int, y1: int, out_w: int, out_h: int) -> np.ndarray:
     """The luma window resized (area averaging) to out_w x out_h; windows partly outside the frame are padded."""
     width, height = upright_size(frame)
-    window = luma(frame, x0, y0, x1, y1)
+    window = region_luma(frame, x0, y0, x1, y1)
     if window.size == 0:
         return np.zeros((out_h, out_w), np.uint8)
     # A whole-factor area average first, on the part inside the frame (OpenCV's fast block path; a fractional

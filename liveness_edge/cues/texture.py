@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from . import CueScore
-from .pixels import luma
+from ..decode import region_luma
 
 MAX_SIDE = 128
 MIN_SIDE = 48
@@ -75,7 +75,7 @@ class TextureCue:
         pts = sample.landmarks.points
         cx, cy = (pts[1, :2] + 0.5 * (pts[33, :2] + pts[263, :2])) / 2.0
         x0, y0 = int(round(cx)) - side // 2, int(round(cy)) - side // 2
-        patch = luma(frame, x0, y0, x0 + side, y0 + side)
+        patch = region_luma(frame, x0, y0, x0 + side, y0 + side)
         if patch.shape != (side, side):
             return
         peak, hf = spectrum_stats(patch)
