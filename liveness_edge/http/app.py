@@ -152,7 +152,6 @@ class Service:
             "admission: %d clip(s) at once, %d waiting, %d workers (one kept free for /health and /metrics)",
             self.admission.slots, self.admission.queue, cfg.server.workers)
         self.token = _read_token(cfg)
-        self.in_flight = 0  # requests inside a handler, for the shutdown drain
         self.completed = 0  # requests that left a handler, for the idle memory trim
         self._running: dict[int, float] = {}  # handler entry times (monotonic), for the watchdog's stuck check
         self._tokens = itertools.count()
@@ -187,7 +186,6 @@ class Service:
             start = time.perf_counter()
             status, extra = 200, {}
             with self._in_flight_lock:
-                self.in_flight += 1
                 token = next(self._tokens)
                 self._running[token] = time.monotonic()
             try:
@@ -213,7 +211,6 @@ class Service:
                 extra = {"error": "INTERNAL"}
             finally:
                 with self._in_flight_lock:
-                    self.in_flight -= 1
                     self.completed += 1
                     del self._running[token]
             bottle.response.status = status
@@ -223,6 +220,11 @@ class Service:
             return body
 
         return route
+
+    @property
+    def in_flight(self) -> int:
+        """Requests inside a handler now, for the shutdown drain and the idle trim."""
+        return len(self._running)
 
     def oldest_handler_seconds(self, now: float | None = None) -> float:
         """How long the longest-running request has been inside a handler (0 when none is)."""
