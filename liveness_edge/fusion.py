@@ -107,21 +107,9 @@ def _liveness_identity(models) -> tuple[str, str | None]:
     return name, sha
 
 
-def fitted_entry(cfg, models, paths: Sequence[Path] | None = None) -> dict | None:
-    """The models/fusion.json entry for the liveness model in use, or None (no file, unreadable, no entry); quiet."""
-    name, sha = _liveness_identity(models)
-    for path in (fusion_paths(cfg) if paths is None else paths):
-        if path.is_file():
-            try:
-                return find_entry(json.loads(path.read_text(encoding="utf-8")), name, sha)
-            except (OSError, ValueError):
-                return None
-    return None
-
-
-def load_fusion(cfg, models, paths: Sequence[Path] | None = None):
-    """The fusion the daemon uses for this config and model set: the coefficients fitted for the liveness model in
-    use, else MeanFusion (logged)."""
+def _locate(cfg, models, paths: Sequence[Path] | None) -> tuple[Path | None, dict | None, str, int]:
+    """(the first fusion file found, its entry for the liveness model in use, why there is none and how loudly to say
+    it); one reader for both ``fitted_entry`` and ``load_fusion``."""
     name, sha = _liveness_identity(models)
     for path in (fusion_paths(cfg) if paths is None else paths):
         if not path.is_file():
@@ -129,15 +117,27 @@ def load_fusion(cfg, models, paths: Sequence[Path] | None = None):
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            log.warning("fusion: %s cannot be read (%s); using the CNN mean", path, exc)
-            return MeanFusion()
+            return path, None, f"{path} cannot be read ({exc})", logging.WARNING
         entry = find_entry(document, name, sha)
         if entry is None:
-            log.info("fusion: no coefficients in %s for liveness model %s (sha256 %s); using the CNN mean",
-                     path, name, (sha or "?")[:12])
-            return MeanFusion()
-        fusion = LogisticFusion.from_entry(entry)
-        log.info("fusion: %s from %s (cues %s)", fusion.name, path, ", ".join(sorted(fusion.cue_weights)) or "none")
-        return fusion
-    log.info("fusion: no %s found; using the CNN mean", FUSION_FILE)
-    return MeanFusion()
+            return path, None, (f"no coefficients in {path} for liveness model {name} "
+                                f"(sha256 {(sha or '?')[:12]})"), logging.INFO
+        return path, entry, "", logging.INFO
+    return None, None, f"no {FUSION_FILE} found", logging.INFO
+
+
+def fitted_entry(cfg, models, paths: Sequence[Path] | None = None) -> dict | None:
+    """The models/fusion.json entry for the liveness model in use, or None (no file, unreadable, no entry); quiet."""
+    return _locate(cfg, models, paths)[1]
+
+
+def load_fusion(cfg, models, paths: Sequence[Path] | None = None):
+    """The fusion the daemon uses for this config and model set: the coefficients fitted for the liveness model in
+    use, else MeanFusion (logged)."""
+    path, entry, problem, level = _locate(cfg, models, paths)
+    if entry is None:
+        log.log(level, "fusion: %s; using the CNN mean", problem)
+        return MeanFusion()
+    fusion = LogisticFusion.from_entry(entry)
+    log.info("fusion: %s from %s (cues %s)", fusion.name, path, ", ".join(sorted(fusion.cue_weights)) or "none")
+    return fusion
