@@ -5,7 +5,7 @@ $(EVAL_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,eval]'
 	touch $(EVAL_STAMP)
 
-.PHONY: eval eval-fit synth cue-cost
+.PHONY: eval eval-fit synth cue-cost probe
 
 ## make synth: synthetic print/replay attacks from the live clips in ../shared (into .cache/synth)
 synth: $(STAMP)
@@ -22,3 +22,7 @@ eval-fit: $(EVAL_STAMP)
 ## make cue-cost: ms per selected frame of each clip cue on the clips in ../shared (python -m tools.eval.cuecost)
 cue-cost: $(STAMP)
 	$(PY) -m tools.eval.cuecost
+
+## make probe: a linear probe on the bundled CNNs' embeddings, leave-one-source-out (python -m tools.eval.probe)
+probe: $(STAMP)
+	$(PY) -m tools.eval.probe
