@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from liveness_edge.cues.bezel import FRAMED_VALUE as BEZEL_FIRED
 from liveness_edge.fusion import LogisticFusion, logit, sigmoid
 
 CUE_NAMES = ("planarity", "blink", "micro_motion", "texture")  # the cues the shipped fusion is fitted on
-# Measured and reported (alone, and fused in a LOSO CV row of its own) but not in the shipped fit: bezel fires on too
-# few clips here to earn a weight under cross-validation (docs/accuracy.md).
-MEASURED_CUES = CUE_NAMES + ("bezel",)
+# Cues with a designed, not fitted, weight. bezel (a straight-edged frame around the face) is one-sided attack evidence
+# that fires on too few clips here for a fit to weigh it (1 of 3 real replays, 1 of 22 synthetic attacks, no live
+# clip), so it gets a fixed penalty: FIXED_PENALTY logit units on every frame of a clip where it fires. That is
+# strong (a clip at 0.993 drops to 0.875) but not absolute (a clip at 0.999 stays at 0.98), because a live person
+# standing still between two straight edges would fire it too. The operating point is placed WITHOUT it, so the
+# penalty can only turn answers towards refusal and never lowers the bar for anything else.
+FIXED_PENALTY = 3.0
+FIXED = {"bezel": round(FIXED_PENALTY / -float(logit(BEZEL_FIRED)), 6)}
+MEASURED_CUES = CUE_NAMES + tuple(FIXED)
 THRESHOLD = 0.95
 L2 = 1.0
 STEP = 0.01  # intercept grid for the operating point (logit units)
@@ -69,6 +76,8 @@ def _logreg(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> np.ndarra
 
 
 def clip_average(fusion: LogisticFusion, item: dict, cues=CUE_NAMES, delta: float = 0.0) -> float:
+    """The clip's average_liveness under ``fusion`` (its fixed-weight cues included), intercept moved by ``delta``."""
+    cues = tuple(cues) + tuple(k for k in fusion.cue_weights if k not in cues)
     X = features(item, cues)
     weights = np.array([fusion.w_cnn] + [fusion.cue_weights.get(c, 0.0) for c in cues])
     return float(sigmoid(X @ weights + fusion.intercept + delta).mean())
@@ -121,7 +130,11 @@ def place_threshold(fusion: LogisticFusion, train: list[dict], cues=CUE_NAMES) -
     return delta, {"train_cost": best, "margin": margin}
 
 
-def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2) -> tuple[LogisticFusion, dict]:
+def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None) -> tuple[LogisticFusion, dict]:
+    """Fit ``cues`` (minus the fixed-weight ones), place the operating point, then add the ``fixed`` weights
+    (default FIXED)."""
+    fixed = FIXED if fixed is None else fixed
+    cues = tuple(c for c in cues if c not in fixed)
     train = [it for it in train if usable(it)]
     X, y, w = [], [], []
     n_live = sum(is_live(it) for it in train)
@@ -154,10 +167,10 @@ def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2) -> tuple[LogisticFusi
     beta[-1] = beta_active[-1]
     fusion = LogisticFusion(float(beta[-1]), float(beta[0]), dict(zip(cues, map(float, beta[1:-1]))))
     delta, info = place_threshold(fusion, train, cues)
-    return LogisticFusion(fusion.intercept + delta, fusion.w_cnn, fusion.cue_weights), info
+    return LogisticFusion(fusion.intercept + delta, fusion.w_cnn, {**fusion.cue_weights, **fixed}), info
 
 
-def loso_scores(items: list[dict], cues=CUE_NAMES, l2: float = L2) -> dict[str, float]:
+def loso_scores(items: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None) -> dict[str, float]:
     """average_liveness of every usable item from a fusion fitted without its source group."""
     out = {}
     for group in sorted({it["group"] for it in items}):
@@ -165,7 +178,7 @@ def loso_scores(items: list[dict], cues=CUE_NAMES, l2: float = L2) -> dict[str, 
         test = [it for it in items if it["group"] == group and usable(it)]
         if not test:
             continue
-        fusion, _ = fit(train, cues, l2)
+        fusion, _ = fit(train, cues, l2, fixed)
         for it in test:
             out[it["file"]] = clip_average(fusion, it, cues)
     return out
@@ -239,7 +252,9 @@ def write_fusion(raw: dict, path) -> None:
             "intercept": round(fusion.intercept, 6),
             "weights": {"cnn": round(fusion.w_cnn, 6), **{k: round(v, 6) for k, v in fusion.cue_weights.items()}},
             "fit": {"l2": L2, "threshold": THRESHOLD, "train_cost": info["train_cost"],
-                    "margin_in_intercept_units": round(info["margin"], 4)},
+                    "margin_in_intercept_units": round(info["margin"], 4),
+                    "fixed_weights": {k: {"weight": v, "penalty_logit_when_fired": FIXED_PENALTY} for k, v in
+                                      FIXED.items()}},
             "data": {"live_videos": sum(is_live(it) for it in real),
                      "real_attack_videos": {t: sum(it["label"] == t for it in real) for t in REAL_TYPES},
                      "synthetic_attack_videos": {t: sum(it["label"] == t for it in items) for t in SYNTH_TYPES},
@@ -269,7 +284,9 @@ def write_fusion(raw: dict, path) -> None:
             "cv_leave_one_source_out_at_0.95, cv_auc (share of live/attack pairs ranked right) and cv_operating_points "
             "(the threshold refusing no / one live clip and the APCER there) come from fits that never saw the scored "
             "clip's source; in_sample_* are the shipped fit on its own training clips (optimistic). Weights are 0 "
-            "for cues the constrained fit dropped; the daemon does not compute such cues."),
+            "for cues the constrained fit dropped; the daemon does not compute such cues. Weights listed under "
+            "fit.fixed_weights are designed, not fitted (bezel: a fixed penalty when a straight-edged frame surrounds "
+            "the face), and the operating point is placed without them."),
         "models": entries,
     }
     Path(path).write_text(json.dumps(document, indent=1) + "\n")

@@ -25,12 +25,12 @@ def _score_sets(items: list[dict]) -> dict[str, dict[str, float | None]]:
                          if it["status"] == "ok" else None) for it in videos}
     cv = fit.loso_scores(videos)
     sets["fused (leave-one-source-out CV)"] = {it["file"]: cv.get(it["file"]) for it in videos}
-    cv_cnn = fit.loso_scores(videos, cues=())
+    cv_cnn = fit.loso_scores(videos, cues=(), fixed={})
     sets["cnn recalibrated (LOSO CV, no cues)"] = {it["file"]: cv_cnn.get(it["file"]) for it in videos}
-    extra = [c for c in fit.MEASURED_CUES if c not in fit.CUE_NAMES]
-    if extra:
-        cv_extra = fit.loso_scores(videos, cues=fit.MEASURED_CUES)
-        sets[f"fused + {'+'.join(extra)} (LOSO CV)"] = {it["file"]: cv_extra.get(it["file"]) for it in videos}
+    if fit.FIXED:
+        cv_unfixed = fit.loso_scores(videos, fixed={})
+        sets[f"fused without {'+'.join(fit.FIXED)} (LOSO CV)"] = {it["file"]: cv_unfixed.get(it["file"])
+                                                                   for it in videos}
     if all(fit.AUX in it for it in videos if it["status"] == "ok"):
         cv_aux = fit.loso_scores(videos, cues=fit.CUE_NAMES + (fit.AUX,))
         sets["fused + livenessnet 2nd CNN (LOSO CV)"] = {it["file"]: cv_aux.get(it["file"]) for it in videos}
