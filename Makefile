@@ -26,8 +26,18 @@ TESTDATA := .cache/testdata/astronaut.png
 $(TESTDATA): tools/fetch_testdata.py | $(STAMP)
 	$(PY) tools/fetch_testdata.py $@
 
+# tflite_runtime needs numpy < 2, so its fallback path is tested from a venv of its own. A Python with no
+# tflite-runtime wheel (it stops at 3.11) gets no such venv, and that one test skips saying so.
+TFLITE_VENV  := .venv-tflite
+TFLITE_STAMP := $(TFLITE_VENV)/.installed
+
+$(TFLITE_STAMP): constraints-tflite.txt
+	rm -rf $(TFLITE_VENV)
+	($(PYTHON) -m venv $(TFLITE_VENV) && $(TFLITE_VENV)/bin/pip install -q -r constraints-tflite.txt && touch $@) \
+	  || (rm -rf $(TFLITE_VENV); echo "make: no tflite-runtime wheel for this Python; its fallback test will skip")
+
 ## make test: the whole suite (skips what needs ../shared when it is absent)
-test: $(STAMP) $(TESTDATA)
+test: $(STAMP) $(TESTDATA) $(TFLITE_STAMP)
 	$(PY) -m pytest -q
 
 ## make lint: undefined/unused names and syntax errors (ruff, a dev-only tool)

@@ -1,4 +1,6 @@
-import importlib.util
+import json
+import os
+import subprocess
 import threading
 
 import numpy as np
@@ -94,13 +96,38 @@ def test_forced_litert_package_is_used(monkeypatch):
     assert litert.interpreter_package().name == "ai-edge-litert"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tflite_runtime") is None,
-                    reason="tflite-runtime is not installed here (it needs numpy < 2; Debian/ARM boxes may have it)")
-def test_tflite_runtime_fallback_runs_a_model(monkeypatch):
-    monkeypatch.setenv(litert.FORCE_ENV, "tflite_runtime")
-    monkeypatch.setattr(litert, "_cached", None)
-    model = Model(MODELS / "face_detection_short_range.tflite", choose_backend("cpu", 1))
-    assert model.run(np.zeros((1, 128, 128, 3), np.float32))[0].shape == (1, 896, 16)
+TFLITE_PY = ROOT / ".venv-tflite" / "bin" / "python"
+FALLBACK_SCRIPT = """
+import json, sys
+import numpy as np
+from liveness_edge.runtime import Model, choose_backend
+from liveness_edge.runtime.litert import interpreter_package
+backend = choose_backend("cpu", 1)
+model = Model(sys.argv[1], backend)
+x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+out = model.run(x)
+print(json.dumps({"package": interpreter_package().name, "backend": backend.describe(),
+                  "outputs": [o.ravel()[:64].tolist() for o in out], "shapes": [list(o.shape) for o in out]}))
+"""
+
+
+@pytest.mark.skipif(not TFLITE_PY.exists(), reason="no .venv-tflite (make test builds it where a tflite-runtime "
+                                                   "wheel exists for this Python: numpy < 2, so not in .venv)")
+def test_tflite_runtime_fallback_computes_what_litert_computes():
+    """A box with only tflite_runtime (no ai-edge-litert) picks it by itself and gets the same numbers."""
+    path = MODELS / "face_detection_short_range.tflite"
+    env = {k: v for k, v in os.environ.items() if k != litert.FORCE_ENV}
+    env["PYTHONPATH"] = str(ROOT)
+    run = subprocess.run([str(TFLITE_PY), "-c", FALLBACK_SCRIPT, str(path)], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    fallback = json.loads(run.stdout.strip().splitlines()[-1])
+    assert fallback["package"] == "tflite-runtime" and "tflite-runtime" in fallback["backend"]
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+    reference = Model(path, choose_backend("cpu", 1)).run(x)
+    assert fallback["shapes"] == [list(o.shape) for o in reference]
+    for got, want in zip(fallback["outputs"], reference):
+        np.testing.assert_allclose(got, want.ravel()[:64], rtol=1e-3, atol=1e-3)
 
 
 def test_unknown_forced_package_is_a_startup_error(monkeypatch):
