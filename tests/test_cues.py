@@ -106,16 +106,34 @@ def test_micro_motion_abstains_on_a_still_face_and_votes_live_on_talking():
     assert talking.result().value > 0.5
 
 
-def test_texture_peak_is_high_for_a_pixel_grid_and_low_for_noise():
-    rng = np.random.default_rng(0)
-    skin = np.clip(128 + 20 * rng.normal(0, 1, (96, 96)), 0, 255)
-    skin = np.cumsum(np.cumsum(skin - 128, 0), 1)  # a smooth, falling spectrum
-    skin = (skin - skin.min()) / np.ptp(skin) * 200
+def _skin(n, seed=0):
+    """Isotropic texture with a steeply falling (1/f^3 power) spectrum, like skin at camera resolution."""
+    f = np.fft.fftfreq(n)
+    r = np.sqrt(f[None, :] ** 2 + f[:, None] ** 2)
+    spectrum = np.fft.fft2(np.random.default_rng(seed).normal(0, 1, (n, n))) / (r + 0.02) ** 1.5
+    skin = np.real(np.fft.ifft2(spectrum))
+    return 20 + (skin - skin.min()) / np.ptp(skin) * 200
+
+
+def test_texture_peak_is_high_for_a_pixel_grid_and_near_zero_for_skin_of_any_size():
     y, x = np.mgrid[0:96, 0:96]
+    skin = _skin(96)
     grid = skin + 25 * np.sin(2 * np.pi * 0.31 * x) * np.sin(2 * np.pi * 0.29 * y)
     peak_skin, _ = spectrum_stats(skin.astype(np.uint8))
     peak_grid, _ = spectrum_stats(np.clip(grid, 0, 255).astype(np.uint8))
     assert peak_grid > peak_skin + 1.0
+    # 0 = "no more peaked than noise", whatever the patch size the face allows (48-128 px)
+    for n in (48, 64, 128):
+        noise = np.clip(128 + 20 * np.random.default_rng(n).normal(0, 1, (n, n)), 0, 255).astype(np.uint8)
+        assert abs(spectrum_stats(noise)[0]) < 0.35
+
+
+def test_texture_peak_does_not_mistake_a_sharp_camera_for_a_grid():
+    # A sharper image has more high-frequency energy but no narrow peak: the statistic is per radius, not the slope.
+    soft = _skin(96, seed=1)
+    sharp = soft + np.random.default_rng(2).normal(0, 6, soft.shape)
+    assert abs(spectrum_stats(np.clip(sharp, 0, 255).astype(np.uint8))[0]
+               - spectrum_stats(np.clip(soft, 0, 255).astype(np.uint8))[0]) < 0.5
 
 
 # --- planarity end to end on rendered pixels (tracking, frame skipping, window scaling) ------------------------------

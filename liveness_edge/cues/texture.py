@@ -5,16 +5,27 @@ mid/high spatial frequencies of a patch that, on real skin, has a smooth, fallin
 skin detail instead. Per frame, the central face patch (half the box side, taken at native resolution in luma,
 never resampled since resampling would erase what is looked for; at most 128 px, smaller faces abstain) gives:
 
-- ``peak``: log of the strongest high-frequency spectral peak over the median of its annulus (moire / grid);
-- ``hf``: log of the fraction of (non-DC) energy above 0.25 cycles/pixel (fine detail).
+- ``peak``: how far the strongest spectral peaks in 0.15-0.5 cycles/pixel stand above the other frequencies at the
+  same radius (log magnitude minus the mean log magnitude of its radial bin; the mean of the 4 largest, i.e. the 2
+  strongest conjugate pairs), minus what the largest of that many Rayleigh-distributed noise magnitudes would reach
+  (0.5 ln(2 ln N) - (ln 2 - euler_gamma) / 2), so that 0 means "no more peaked than noise" whatever the patch size
+  (48-128 px);
+- ``hf``: log of the fraction of (non-DC) energy above 0.25 cycles/pixel (fine detail; reported only).
 
-The cue reports the clip medians and a value = P(live) from a fixed logistic of ``peak`` (fusion refits its
-weight); abstains when the face is too small for a meaningful spectrum.
+Why per radius: skin's spectrum falls steeply with frequency, so the largest magnitude in a band is always at its
+inner edge; comparing with the band's overall median (an earlier version) measured how sharp the camera is, not
+whether a grid is there. Comparing each frequency with its own annulus removes the fall-off and leaves the narrow
+peaks a display's pixel grid and its moire put there.
+
+The cue reports the clip medians and a value = P(live) from a fixed logistic of ``peak`` (the fusion refits the
+weight and the offset, so CENTRE and SLOPE only set where its logit is clipped); abstains when the face is too small
+for a meaningful spectrum.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,35 +34,58 @@ from ..decode import region_luma
 
 MAX_SIDE = 128
 MIN_SIDE = 48
-# peak -> P(live): more peakiness, less live. Rough centre; the fusion fits the weight.
-CENTRE, SLOPE = 2.6, 0.35
+# peak -> P(live): a peak above the noise level, less live. The fusion refits weight and offset.
+CENTRE, SLOPE = 0.5, 0.1
+BAND = (0.15, 0.5)  # cycles/pixel searched for peaks
+RADIAL_BINS = 24  # annuli over 0-0.5 cycles/pixel for the per-radius median
+TOP = 4  # the mean of the 4 largest: the 2 strongest conjugate pairs
+EULER_GAMMA = 0.5772156649
 
-_cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+@dataclass(frozen=True)
+class _Geometry:
+    window: np.ndarray  # 2-D Hann window
+    radius: np.ndarray  # cycles/pixel of each FFT bin
+    bins: np.ndarray  # radial bin of each flat FFT index
+    counts: np.ndarray  # FFT bins per radial bin
+    band: np.ndarray  # flat indices of the bins in BAND
+    noise_level: float  # how far the largest of the band's independent noise magnitudes lies above the mean (log)
 
 
-def _geometry(n: int):
+_cache: dict[int, _Geometry] = {}
+
+
+def _geometry(n: int) -> _Geometry:
     if n not in _cache:
         f = np.fft.fftfreq(n)
         r = np.sqrt(f[None, :] ** 2 + f[:, None] ** 2)
         hann = np.hanning(n)
-        _cache[n] = (np.outer(hann, hann).astype(np.float32), r, (r >= 0.15) & (r <= 0.5))
+        bins = np.minimum((r / 0.5 * RADIAL_BINS).astype(np.int64), RADIAL_BINS).ravel()
+        counts = np.maximum(np.bincount(bins, minlength=RADIAL_BINS + 1), 1)
+        band = np.flatnonzero(((r >= BAND[0]) & (r <= BAND[1])).ravel())
+        independent = max(len(band) / 2, 2.0)  # a real patch's spectrum is conjugate-symmetric
+        # Rayleigh magnitudes: the largest of N sits at sigma * sqrt(2 ln N); the mean log at ln sigma + (ln 2 - g) / 2.
+        noise = 0.5 * math.log(2.0 * math.log(independent)) - (math.log(2.0) - EULER_GAMMA) / 2.0
+        _cache[n] = _Geometry(np.outer(hann, hann).astype(np.float32), r, bins, counts, band, noise)
     return _cache[n]
 
 
 def spectrum_stats(patch: np.ndarray) -> tuple[float, float]:
     """(peak, hf) of a square grey patch (see module doc)."""
     n = patch.shape[0]
-    window, radius, band = _geometry(n)
+    g = _geometry(n)
     x = patch.astype(np.float32)
-    x = (x - x.mean()) * window
+    x = (x - x.mean()) * g.window
     mag = np.abs(np.fft.fft2(x))
     power = mag ** 2
-    nondc = radius > 2.0 / n
+    nondc = g.radius > 2.0 / n
     total = float(power[nondc].sum()) + 1e-9
-    hf = float(power[radius >= 0.25].sum()) / total
-    values = mag[band]
-    peak = float(np.log(values.max() + 1e-6) - np.log(np.median(values) + 1e-6))
-    return peak, math.log(hf + 1e-6)
+    hf = float(power[g.radius >= 0.25].sum()) / total
+    flat = np.log(mag.ravel() + 1e-6)
+    level = np.bincount(g.bins, weights=flat, minlength=RADIAL_BINS + 1) / g.counts  # mean log per annulus
+    excess = flat[g.band] - level[g.bins[g.band]]
+    top = float(np.partition(excess, len(excess) - TOP)[-TOP:].mean())
+    return top - g.noise_level, math.log(hf + 1e-6)
 
 
 class TextureCue:

@@ -4,7 +4,8 @@ Model (see liveness_edge/fusion.py): per frame z = b + w_cnn*logit(cnn) + sum_k 
 add 0; liveness = sigmoid(z); the clip's average_liveness = mean over frames. Weights: L2-regularised logistic
 regression on frames, each clip weighted 1/frames, live and attacks balanced and every attack type weighing the same
 (3 real replays as much as 11 synthetic prints); cue weights are kept
->= 0 (a cue with a negative fitted weight is dropped and the rest refitted). Then the intercept is
+>= 0 (a cue with a negative fitted weight, or one too small to move a frame by MIN_EFFECT logit units, is dropped
+and the rest refitted). Then the intercept is
 moved so that the threshold 0.95 on average_liveness sits where the training clips' (BPCER + worst-type APCER),
 averaged over +-SMOOTH intercept units, is lowest (the middle of the longest such run): a broad good region rather
 than a knife edge between two clips, which leave-one-source-out showed not to carry over to unseen sources.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from liveness_edge.cues.bezel import FRAMED_VALUE as BEZEL_FIRED
-from liveness_edge.fusion import LogisticFusion, logit, sigmoid
+from liveness_edge.fusion import CLIP, LogisticFusion, logit, sigmoid
 
 CUE_NAMES = ("planarity", "blink", "micro_motion", "texture")  # the cues the shipped fusion is fitted on
 # Cues with a designed, not fitted, weight. bezel (a straight-edged frame around the face) is one-sided attack evidence
@@ -31,6 +32,7 @@ THRESHOLD = 0.95
 L2 = 1.0
 STEP = 0.01  # intercept grid for the operating point (logit units)
 SMOOTH = 1.0  # +- window of the smoothed cost (logit units)
+MIN_EFFECT = 0.5  # logit units: a cue that cannot move a frame by more is not worth computing
 
 
 def usable(item: dict) -> bool:
@@ -155,13 +157,15 @@ def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None) -> tuple[
     # Cues are evidence OF life by design (one-sided, abstaining otherwise): a cue whose fitted weight comes out
     # negative (it happens to say "live" on these replays) is dropped and the rest refitted, so no cue can turn into
     # a penalty learned from a few clips.
+    # A cue whose weight could move a frame's logit by less than MIN_EFFECT (weight x the +-6 logit clip) is dropped
+    # too: its effect is below the operating point's own +-SMOOTH window, and the daemon would compute it for nothing.
     active = list(range(X.shape[1]))
     while True:
         beta_active = _logreg(X[:, active], y, w, l2)
-        negative = [a for a, b in zip(active[1:], beta_active[1:-1]) if b < 0]
-        if not negative:
+        weak = [a for a, b in zip(active[1:], beta_active[1:-1]) if b < 0 or b * CLIP < MIN_EFFECT]
+        if not weak:
             break
-        active = [a for a in active if a not in negative]
+        active = [a for a in active if a not in weak]
     beta = np.zeros(X.shape[1] + 1)
     beta[active] = beta_active[:-1]
     beta[-1] = beta_active[-1]
