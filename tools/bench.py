@@ -264,6 +264,13 @@ def main() -> int:
             results["rss_idle_mb"] = daemon.rss_mb()
             for label, path in bench_clips().items():
                 results["clips"][label] = bench_clip(path, pipeline, daemon, det, live, need, runs)
+            # 60 s vs 2 s: the two posted back to back in every run, so the ratio does not carry the drift between
+            # the two clips' blocks above.
+            short, long_ = (CACHE / "1080p_2s.mp4").read_bytes(), (CACHE / "1080p_60s.mp4").read_bytes()
+            # (a pair's ratio swings 0.8-1.3 on this VM, so more pairs than the other figures' runs)
+            pairs = [(daemon.post(short, "video/mp4")[1], daemon.post(long_, "video/mp4")[1])
+                     for _ in range(max(runs, 15))]
+            results["long_over_short"] = stats([b / a for a, b in pairs])
             # One request at a time, as the peer's figure was taken: the daemon's peak RSS (high-water mark) so far.
             results["rss_one_stream_mb"] = daemon.rss_mb("VmHWM")
             hd = (CACHE / "1080p_2s.mp4").read_bytes()
@@ -311,14 +318,14 @@ def report(results: dict) -> None:
         print(f"{'':22} min/max http {row['http_ms']['min']:.0f}/{row['http_ms']['max']:.0f} ms, "
               f"decode-only {row['decode_only_ms']['median']:.0f} ms, {row['frames']} frames, {row['bytes']} bytes")
     clips = results["clips"]
-    long_ratio = clips["1080p-60s"]["http_ms"]["median"] / clips["1080p-2s"]["http_ms"]["median"]
+    long_ratio = results["long_over_short"]["median"]
     hd_ratio = clips["1080p-2s"]["http_over_floor"]["median"]
     sd_ratio = clips["720p-2s"]["http_over_floor"]["median"]
     peer = results["peer"]
     targets = [
         ("1080p 30 frames, http / floor", hd_ratio, "<= 1.3"),
         ("720p 30 frames, http / floor", sd_ratio, "<= 1.5"),
-        ("60 s clip / 2 s clip (1080p)", long_ratio, "<= 1.1"),
+        ("60 s clip / 2 s clip (1080p, posted in pairs)", long_ratio, "<= 1.1"),
         ("idle RSS MB", results["rss_idle_mb"], "<= 120"),
         ("peak RSS MB, 8 concurrent 1080p", results["rss_peak_8x1080p_mb"], "<= 300"),
         ("start to ready s", results["ready_seconds"], "<= 1.5"),
