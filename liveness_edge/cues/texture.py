@@ -44,11 +44,15 @@ EULER_GAMMA = 0.5772156649
 
 @dataclass(frozen=True)
 class _Geometry:
-    window: np.ndarray  # 2-D Hann window
-    radius: np.ndarray  # cycles/pixel of each FFT bin
-    bins: np.ndarray  # radial bin of each flat FFT index
+    """Per patch side: what spectrum_stats needs, in small dtypes (one entry per face-patch side seen, 48-128)."""
+
+    window: np.ndarray  # 2-D Hann window, float32
+    nondc: np.ndarray  # bool: every bin but the DC neighbourhood
+    high: np.ndarray  # bool: bins above 0.25 cycles/pixel (the ``hf`` share)
+    bins: np.ndarray  # uint8: radial bin of each flat FFT index
     counts: np.ndarray  # FFT bins per radial bin
-    band: np.ndarray  # flat indices of the bins in BAND
+    band: np.ndarray  # int32: flat indices of the bins in BAND
+    band_bins: np.ndarray  # uint8: their radial bins
     noise_level: float  # how far the largest of the band's independent noise magnitudes lies above the mean (log)
 
 
@@ -60,13 +64,14 @@ def _geometry(n: int) -> _Geometry:
         f = np.fft.fftfreq(n)
         r = np.sqrt(f[None, :] ** 2 + f[:, None] ** 2)
         hann = np.hanning(n)
-        bins = np.minimum((r / 0.5 * RADIAL_BINS).astype(np.int64), RADIAL_BINS).ravel()
+        bins = np.minimum((r / 0.5 * RADIAL_BINS).astype(np.int64), RADIAL_BINS).ravel().astype(np.uint8)
         counts = np.maximum(np.bincount(bins, minlength=RADIAL_BINS + 1), 1)
-        band = np.flatnonzero(((r >= BAND[0]) & (r <= BAND[1])).ravel())
+        band = np.flatnonzero(((r >= BAND[0]) & (r <= BAND[1])).ravel()).astype(np.int32)
         independent = max(len(band) / 2, 2.0)  # a real patch's spectrum is conjugate-symmetric
         # Rayleigh magnitudes: the largest of N sits at sigma * sqrt(2 ln N); the mean log at ln sigma + (ln 2 - g) / 2.
         noise = 0.5 * math.log(2.0 * math.log(independent)) - (math.log(2.0) - EULER_GAMMA) / 2.0
-        _cache[n] = _Geometry(np.outer(hann, hann).astype(np.float32), r, bins, counts, band, noise)
+        _cache[n] = _Geometry(np.outer(hann, hann).astype(np.float32), r > 2.0 / n, r >= 0.25, bins, counts, band,
+                              bins[band], noise)
     return _cache[n]
 
 
@@ -78,12 +83,11 @@ def spectrum_stats(patch: np.ndarray) -> tuple[float, float]:
     x = (x - x.mean()) * g.window
     mag = np.abs(np.fft.fft2(x))
     power = mag ** 2
-    nondc = g.radius > 2.0 / n
-    total = float(power[nondc].sum()) + 1e-9
-    hf = float(power[g.radius >= 0.25].sum()) / total
+    total = float(power[g.nondc].sum()) + 1e-9
+    hf = float(power[g.high].sum()) / total
     flat = np.log(mag.ravel() + 1e-6)
     level = np.bincount(g.bins, weights=flat, minlength=RADIAL_BINS + 1) / g.counts  # mean log per annulus
-    excess = flat[g.band] - level[g.bins[g.band]]
+    excess = flat[g.band] - level[g.band_bins]
     top = float(np.partition(excess, len(excess) - TOP)[-TOP:].mean())
     return top - g.noise_level, math.log(hf + 1e-6)
 
