@@ -116,3 +116,17 @@ def test_accepted_content_types(value):
 def test_refused_content_types(value):
     with pytest.raises(UnsupportedMediaType):
         check_content_type(value)
+
+
+def test_decode_thread_reports_its_own_decode_and_downscale_time():
+    from collections import Counter
+
+    from liveness_edge.pipeline import _decode_and_downscale
+
+    spent = Counter()
+    with Decoder(encode(blank_frames(12, 320, 240)), LIMITS, 10) as decoder:
+        pairs = list(_decode_and_downscale(decoder, 128, spent))
+    assert len(pairs) == 10
+    small, scale = pairs[0][1]
+    assert max(small.shape[:2]) <= 128 and 0 < scale <= 1
+    assert spent["decode"] > 0 and spent["downscale"] > 0

@@ -199,7 +199,8 @@ def bench_clip(path: Path, pipeline: Pipeline, daemon: DaemonProcess, det: Model
         start = time.perf_counter()
         result = pipeline.run(data, Options())
         offline.append(time.perf_counter() - start)
-        stages.append(result.stage_seconds)
+        stages.append({**result.stage_seconds,
+                       **{f"thread_{k}": v for k, v in result.decode_thread_seconds.items()}})
         status, seconds = daemon.post(data, ctype)
         http.append(seconds)
     decode_only = stats([decode_floor(data, need) * 1000 for _ in range(runs)])
