@@ -181,9 +181,13 @@ def test_planarity_cue_tracks_a_turning_plane_as_flat(monkeypatch):
     assert result.value is not None and result.value < 0.5, result
 
 
-def test_planarity_cue_tracks_a_turning_relief_as_live(monkeypatch):
+def test_planarity_cue_sees_a_turning_relief_as_3d_and_abstains(monkeypatch):
+    from liveness_edge.cues import planarity
+
     result = _planarity_on(monkeypatch, depth_amp=60.0)
-    assert result.value is not None and result.value > 0.5, result
+    # a 3D head is not evidence of life (a replay shows one too): measured, but no vote
+    assert result.value is None and result.detail["ratio"] > planarity.CENTRE, result
+    assert "3D head" in result.detail["why"]
 
 
 # --- bezel --------------------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ ratio is small (<= 0.3 measured). A real head: neither model explains parallax, 
 
 Abstains when the motion is too small to decide (the similarity residual stays under ``min_motion`` of the
 inter-ocular distance: a still photo and a still head look alike), or when too few points survive tracking.
-A video replay shows a real head inside the screen: this cue cannot catch it and says "live"-ish there.
+A video replay shows a real head inside the screen: this cue cannot catch it. So it is one-sided: it reports a value
+(attack evidence, < 0.5) only when the points move like a plane, and abstains when they move like a 3D head, since
+that is what a live head and a replayed one both do.
 """
 
 from __future__ import annotations
@@ -145,5 +147,10 @@ class PlanarityCue:
         ratios = np.array(self.ratios)
         top = ratios[motions >= np.median(motions)]
         ratio = float(np.median(top))
+        detail["ratio"] = round(ratio, 4)
+        if ratio >= CENTRE:
+            # Moves like a 3D head. That is no evidence of life: a replayed video shows a real head too. So the cue is
+            # one-sided, like bezel: it speaks only when the face moves like a flat sheet.
+            return CueScore(self.name, None, {**detail, "why": "moves like a 3D head (a live one or a replayed one)"})
         value = 1.0 / (1.0 + math.exp(-(ratio - CENTRE) / SLOPE))
-        return CueScore(self.name, round(value, 6), {**detail, "ratio": round(ratio, 4)})
+        return CueScore(self.name, round(value, 6), detail)

@@ -2,7 +2,8 @@
 
 Every cue is cheap (at most ~1 ms per frame each, all four ~1.3 ms; see docs/accuracy.md) and self-contained:
 
-- ``planarity`` (cues/planarity.py): tracked points move by a homography -> a flat photo/screen; abstains when still;
+- ``planarity`` (cues/planarity.py): tracked points move by a homography -> a flat photo/screen; attack evidence
+  only: abstains when still and when the points move like a 3D head (a live head and a replayed one both do);
 - ``blink`` (cues/blink.py): an eyelid dip and reopening; abstains when none is seen;
 - ``micro_motion`` (cues/blink.py): expression change beyond the head's rigid motion; abstains when none;
 - ``texture`` (cues/texture.py): display pixel grid / moire peaks in the skin spectrum;
