@@ -105,6 +105,23 @@ def test_bezel_penalty_is_fixed_and_only_ever_refuses():
     assert fit.clip_average(with_penalty, framed) < fit.clip_average(without, framed) - 0.05
 
 
+def test_operating_point_policies_weigh_synthetic_attacks_as_documented():
+    from tools.eval import fit
+
+    live = [_clip(f"l{i}", "live", 0.6 + 0.03 * i) for i in range(8)]
+    real = [_clip(f"r{i}", "spoof-replay", 0.2) for i in range(3)]  # easy: far below every live clip
+    synth = [{**_clip(f"s{i}", "synthetic-print", 0.55 + 0.03 * i), "synthetic": True} for i in range(8)]  # overlap
+    clips = live + real + synth
+
+    def refused_live(policy):
+        fusion, _ = fit.fit(clips, cues=(), fixed={}, policy=policy)
+        return sum(fit.clip_average(fusion, c) < fit.THRESHOLD for c in live)
+
+    # "all" holds the overlapping synthetic prints too, so it refuses live clips; "real" ignores them and refuses none
+    assert refused_live("real") == 0
+    assert refused_live("all") > refused_live("halves") >= refused_live("real")
+
+
 def test_pair_auc_and_operating_points():
     from tools.eval import fit
 
