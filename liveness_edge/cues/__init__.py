@@ -29,3 +29,16 @@ class ClipCue(Protocol):
     def observe(self, frame: "Frame", sample: "FaceSample") -> None: ...
 
     def result(self) -> CueScore: ...
+
+
+class EveryNth:
+    """Which of the frames a cue is shown it looks at: the 1st, then every n-th after it. Cues whose statistic is
+    stable over a clip (or measured against the first frame) skip the rest to save time."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.seen = 0
+
+    def take(self) -> bool:
+        self.seen += 1
+        return (self.seen - 1) % self.n == 0

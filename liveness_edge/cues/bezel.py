@@ -20,7 +20,7 @@ import math
 import cv2
 import numpy as np
 
-from . import CueScore
+from . import CueScore, EveryNth
 from .pixels import luma_scaled
 
 WINDOW_SCALE = 2.7
@@ -71,14 +71,12 @@ class BezelCue:
     name = "bezel"
 
     def __init__(self, every: int = EVERY):
-        self.every = every
-        self.count = 0
+        self.sampled = EveryNth(every)
         self.rows: list[dict[str, float]] = []  # per sampled frame: side -> position in face sides
         self.centres: list[tuple[float, float, float]] = []  # face centre x, y and side (frame pixels)
 
     def observe(self, frame, sample) -> None:
-        self.count += 1
-        if (self.count - 1) % self.every:
+        if not self.sampled.take():
             return
         face = sample.face
         cx, cy = face.center

@@ -23,7 +23,7 @@ import math
 import cv2
 import numpy as np
 
-from . import CueScore
+from . import CueScore, EveryNth
 from .pixels import luma_scaled
 
 # Mesh points spread over the face at different depths: nose ridge/tip, cheeks, jaw line, brows, eye corners, chin.
@@ -77,8 +77,7 @@ class PlanarityCue:
 
     def __init__(self, min_motion: float = MIN_MOTION, every: int = EVERY):
         self.min_motion = min_motion
-        self.every = every  # track every n-th selected frame
-        self.count = 0
+        self.sampled = EveryNth(every)  # track every n-th selected frame
         self.window = None  # x0, y0, side in frame pixels
         self.prev = None
         self.ref = None  # (N, 2) first positions, working pixels
@@ -89,8 +88,7 @@ class PlanarityCue:
         self.motions: list[float] = []
 
     def observe(self, frame, sample) -> None:
-        self.count += 1
-        if (self.count - 1) % self.every:
+        if not self.sampled.take():
             return
         if self.alive is not None and self.alive.sum() < MIN_POINTS:
             return
@@ -111,8 +109,6 @@ class PlanarityCue:
             eyes = sample.landmarks.points[[33, 263], :2]
             self.iod = max(float(np.linalg.norm(eyes[0] - eyes[1])) * zoom, 1.0)
             self.prev = grey
-            return
-        if self.alive.sum() < MIN_POINTS:
             return
         idx = np.flatnonzero(self.alive)
         p0 = self.cur[idx].reshape(-1, 1, 2)

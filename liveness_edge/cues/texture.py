@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import CueScore
+from . import CueScore, EveryNth
 from ..decode import region_luma
 
 MAX_SIDE = 128
@@ -96,14 +96,12 @@ class TextureCue:
     name = "texture"
 
     def __init__(self, every: int = 2):
-        self.every = every  # look at every n-th selected frame (the statistic is stable; halves the cost)
-        self.count = 0
+        self.sampled = EveryNth(every)  # the statistic is stable over a clip; every 2nd frame halves the cost
         self.peaks: list[float] = []
         self.hfs: list[float] = []
 
     def observe(self, frame, sample) -> None:
-        self.count += 1
-        if (self.count - 1) % self.every:
+        if not self.sampled.take():
             return
         face = sample.face
         side = int(min(max(face.width, face.height) * 0.5, MAX_SIDE)) & ~1
