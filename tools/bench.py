@@ -274,10 +274,9 @@ def main() -> int:
             results["long_over_short"] = stats([b / a for a, b in pairs])
             # One request at a time, as the peer's figure was taken: the daemon's peak RSS (high-water mark) so far.
             results["rss_one_stream_mb"] = daemon.rss_mb("VmHWM")
-            hd = (CACHE / "1080p_2s.mp4").read_bytes()
             peak = [daemon.rss_mb()]
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                futures = [pool.submit(daemon.post, hd, "video/mp4") for _ in range(16)]
+                futures = [pool.submit(daemon.post, short, "video/mp4") for _ in range(16)]
                 while not all(f.done() for f in futures):
                     peak.append(daemon.rss_mb())
                     time.sleep(0.02)

@@ -99,8 +99,8 @@ def _flip_delta(fusion, item, cues) -> float:
 
 # How the operating point weighs the attack types: the shipped "all" (BPCER + the worst type's APCER, real and
 # synthetic alike); measured alternatives, reported by `make eval` but not shipped: "real" (real attack types only)
-# and "halves" (BPCER + the mean of the worst real and the worst synthetic APCER).
-POLICIES = ("all", "real", "halves")
+# and "halves" (BPCER + the mean of the worst real and the worst synthetic APCER). Name -> what the report calls it.
+POLICIES = {"all": "every attack type", "real": "real attacks only", "halves": "real and synthetic halved"}
 
 
 def place_threshold(fusion: LogisticFusion, train: list[dict], cues=CUE_NAMES,
@@ -169,9 +169,9 @@ def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
         w.append(np.full(len(f), share / len(f)))
     X, y, w = np.vstack(X), np.concatenate(y), np.concatenate(w)
     w = w * len(train)  # mean clip weight 1 (keeps the L2 strength comparable across fold sizes)
-    # Cues are evidence OF life by design (one-sided, abstaining otherwise): a cue whose fitted weight comes out
-    # negative (it happens to say "live" on these replays) is dropped and the rest refitted, so no cue can turn into
-    # a penalty learned from a few clips.
+    # Each cue is evidence in one physical direction (of life, or of an attack for one-sided cues such as planarity,
+    # abstaining otherwise): a cue whose fitted weight comes out negative (it would vote against its own meaning on
+    # these clips) is dropped and the rest refitted, so no cue's direction is learned from a few clips.
     # A cue whose weight could move a frame's logit by less than MIN_EFFECT (weight x the +-6 logit clip) is dropped
     # too: its effect is below the operating point's own +-SMOOTH window, and the daemon would compute it for nothing.
     active = list(range(X.shape[1]))

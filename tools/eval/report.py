@@ -31,7 +31,9 @@ def _score_sets(items: list[dict]) -> dict[str, dict[str, float | None]]:
         cv_unfixed = fit.loso_scores(videos, fixed={})
         sets[f"fused without {'+'.join(fit.FIXED)} (LOSO CV)"] = {it["file"]: cv_unfixed.get(it["file"])
                                                                    for it in videos}
-    for policy, label in (("real", "real attacks only"), ("halves", "real and synthetic halved")):
+    for policy, label in fit.POLICIES.items():
+        if policy == "all":  # the shipped one: the "fused" row above
+            continue
         cv_policy = fit.loso_scores(videos, policy=policy)
         sets[f"fused, op. point on {label} (LOSO CV)"] = {it["file"]: cv_policy.get(it["file"]) for it in videos}
     if all(fit.AUX in it for it in videos if it["status"] == "ok"):
