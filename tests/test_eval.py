@@ -9,7 +9,7 @@ import pytest
 
 from media import ROOT
 from tools.eval import metrics
-from tools.synth.generate import synth_print, synth_replay
+from tools.synth.generate import project_sheet, sheet_surface, synth_print, synth_replay, warp_sheet, write_clip
 
 
 def _items():
@@ -42,6 +42,44 @@ def test_synthetic_attacks_are_deterministic():
         a, b = make(frames, 7), make(frames, 7)
         assert len(a) == 4 and all(np.array_equal(x, y) for x, y in zip(a, b))
         assert a[0].shape == frames[0].shape
+
+
+def test_synthetic_clips_encode_to_the_same_bytes(tmp_path):
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for _ in range(12)]
+    write_clip(tmp_path / "a.mp4", frames, 25.0)
+    write_clip(tmp_path / "b.mp4", frames, 25.0)
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+
+def _homography_residual(bend: float) -> float:
+    """RMS pixels left after the best homography from a sheet's points at rest to the same points turned in 3D."""
+    import cv2
+
+    grid = np.stack(np.meshgrid(np.linspace(0.2, 0.8, 9), np.linspace(0.2, 0.8, 9)), -1).reshape(-1, 2)
+    still = project_sheet(grid, np.zeros(6), 640, 480, 1.0, 1.3, bend)
+    turned = project_sheet(grid, np.array([0.3, 0.15, 0.05, 0.02, 0.0, 0.05]), 640, 480, 1.0, 1.3, bend)
+    H, _ = cv2.findHomography(still.astype(np.float32), turned.astype(np.float32), 0)
+    proj = cv2.perspectiveTransform(still.reshape(-1, 1, 2).astype(np.float32), H).reshape(-1, 2)
+    return float(np.sqrt(np.mean(np.sum((proj - turned) ** 2, axis=1))))
+
+
+def test_a_flat_synthetic_print_moves_by_a_homography_and_a_bent_one_does_not():
+    # The planarity cue is judged on these prints: a bent sheet must be a real 3D surface, not a pre-warped image
+    # that is still a plane.
+    assert _homography_residual(0.0) < 0.01
+    assert _homography_residual(0.2) > 1.0
+    # the paper does not stretch: the bent sheet's arc is still 1 wide
+    arc = sheet_surface(np.stack([np.linspace(0, 1, 201), np.full(201, 0.5)], 1), 1.3, 0.2)
+    assert abs(np.sum(np.linalg.norm(np.diff(arc, axis=0), axis=1)) - 1.0) < 1e-3
+
+
+def test_a_bent_sheet_is_drawn_without_seams():
+    sheet = np.full((120, 90, 3), 200, np.uint8)
+    image, mask = warp_sheet(sheet, np.array([0.2, 0.1, 0.0, 0.0, 0.0, 0.0]), 160, 160, 0.6, 1, bend=0.2)
+    inside = mask == 255
+    assert inside.sum() > 2000
+    assert np.abs(image[inside].astype(int) - 200).max() <= 5  # no dark gaps between the strips (a gap is ~100 dark)
 
 
 def test_eval_skips_cleanly_without_shared(tmp_path):

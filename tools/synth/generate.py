@@ -4,8 +4,9 @@ For every live clip in ../shared/data this writes two attack clips to a git-igno
 
 - ``synthetic-print``: ONE still frame of the clip "printed" (paper gamut: lifted blacks, compressed whites, slight
   desaturation and warm tint; paper grain; white margin; optional cylindrical bend) and held in front of the camera
-  with hand-held 3D motion: the sheet is a plane (or a gently bent sheet) rotated and translated in 3D and projected
-  by a pinhole camera, so every frame is a homography (plus the bend) of the still, over a blurred room background.
+  with hand-held 3D motion: the sheet is a plane (or, for about half of them, a sheet bent into a cylinder about its
+  vertical axis) rotated and translated in 3D and projected by a pinhole camera, over a blurred room background. A
+  flat sheet's frames are homographies of the still; a bent sheet's are not (it is drawn as 32 flat strips).
 - ``synthetic-replay``: the clip itself played on a display that is re-filmed: the frames are resampled to the
   display's pixel grid and rendered as RGB sub-pixel stripes with dark gaps, then warped to the camera with a
   hand-held homography WITHOUT anti-aliasing (the grid aliases into moire, as a real re-capture does), display gamma
@@ -33,7 +34,11 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = 4  # bump when the rendering changes: cached clips are regenerated
+VERSION = 6  # bump when the rendering or encoding changes: cached clips are regenerated
+# The random draws (which still, which motion, which bend...) stay those of SEED_VERSION across rendering fixes, so a
+# fix changes how an attack is drawn and not which attack it is. (5: a bent print is a real cylinder in 3D; it was an
+# image pre-warp under one homography, i.e. still a plane. 6: single-threaded encoding, byte-reproducible.)
+SEED_VERSION = 4
 
 
 def read_frames(path: Path, count: int) -> tuple[list[np.ndarray], float]:
@@ -62,6 +67,9 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float, crf: int = 23) 
         stream = container.add_stream("libx264", rate=Fraction(round(fps * 1000), 1000))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "veryfast"}
+        # One encoder thread: with several, x264's output depends on thread timing (same frames, different bytes
+        # from run to run), and the synthetic attacks must be the same clips on every machine.
+        stream.codec_context.thread_count = 1
         for image in frames:
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
             for packet in stream.encode(out):
@@ -92,48 +100,86 @@ def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def project_plane(points: np.ndarray, pose: np.ndarray, out_w: int, out_h: int, cover: float,
-                  aspect: float) -> np.ndarray:
+def sheet_surface(points: np.ndarray, aspect: float, bend: float) -> np.ndarray:
+    """(N, 3) positions of (N, 2) sheet points (unit square) on a sheet 1 wide and ``aspect`` high, centred at the
+    origin: flat for bend 0, else bent about its vertical axis into a cylinder whose arc spans 4 x |bend| radians
+    (bend 0.25 -> 1 rad), bulging towards the camera for bend > 0. Arc length is kept: the paper does not stretch."""
+    arc = points[:, 0] - 0.5
+    y = (points[:, 1] - 0.5) * aspect
+    if bend == 0.0:
+        return np.stack([arc, y, np.zeros_like(arc)], axis=1)
+    radius = 1.0 / (4.0 * abs(bend))
+    x = radius * np.sin(arc / radius)
+    z = -math.copysign(1.0, bend) * radius * (1.0 - np.cos(arc / radius))  # camera looks along +z
+    return np.stack([x, y, z], axis=1)
+
+
+def project_sheet(points: np.ndarray, pose: np.ndarray, out_w: int, out_h: int, cover: float, aspect: float,
+                  bend: float = 0.0) -> np.ndarray:
     """Map (N, 2) sheet points (unit square, [0,1]^2) to frame pixels for one pose; the sheet is 1 x ``aspect``."""
     focal = 1.2 * max(out_w, out_h)
     depth = focal / (cover * out_w)  # at rest the sheet's width covers ``cover`` of the frame width
-    x = points[:, 0] - 0.5
-    y = (points[:, 1] - 0.5) * aspect
-    pts = np.stack([x, y, np.zeros_like(x)], axis=1) @ rotation(*pose[:3]).T
+    pts = sheet_surface(points, aspect, bend) @ rotation(*pose[:3]).T
     pts[:, 0] += pose[3]
     pts[:, 1] += pose[4]
     pts[:, 2] += depth * (1 + pose[5])
     return np.stack([focal * pts[:, 0] / pts[:, 2] + out_w / 2, focal * pts[:, 1] / pts[:, 2] + out_h / 2], axis=1)
 
 
-def bend_sheet(sheet: np.ndarray, bend: float) -> np.ndarray:
-    """A sheet bent about its vertical axis, seen from the front: arc length s shows at R sin(s / R), shaded."""
+def shade_bend(sheet: np.ndarray, bend: float) -> np.ndarray:
+    """A bent sheet's columns face the light at different angles: shade them by their surface angle."""
     if bend == 0.0:
         return sheet
-    h, w = sheet.shape[:2]
-    radius = w / (abs(bend) * 4)  # bend 0.25 -> the sheet spans a 1 rad arc
-    x = np.arange(w, dtype=np.float32) - w / 2
-    half = radius * math.sin((w / 2) / radius)
-    shown = x / (w / 2) * half  # output columns span the projected width, stretched back to w
-    s = radius * np.arcsin(np.clip(shown / radius, -1, 1))  # arc length seen at that column
-    mapx = np.tile((s + w / 2).astype(np.float32), (h, 1))
-    mapy = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
-    out = cv2.remap(sheet, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    shade = 0.85 + 0.15 * np.cos(s / radius * (1 if bend > 0 else -1) - 0.3)
-    return np.clip(out * shade[None, :, None], 0, 255).astype(np.uint8)
+    w = sheet.shape[1]
+    angle = (np.arange(w, dtype=np.float32) - w / 2) / w * 4 * abs(bend)  # surface angle of each column (rad)
+    shade = 0.85 + 0.15 * np.cos(angle * (1 if bend > 0 else -1) - 0.3)
+    return np.clip(sheet.astype(np.float32) * shade[None, :, None], 0, 255).astype(np.uint8)
+
+
+BEND_FACETS = 32  # a bent sheet is drawn as this many flat vertical strips (each under its own homography)
 
 
 def warp_sheet(image: np.ndarray, pose: np.ndarray, out_w: int, out_h: int, cover: float,
-               interpolation: int) -> tuple[np.ndarray, np.ndarray]:
-    """Warp ``image`` (the sheet, a plane) into the camera frame with the pose's homography; (image, mask)."""
+               interpolation: int, bend: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``image`` (the sheet) into the camera frame at ``pose``; (image, mask). A flat sheet is one homography; a
+    bent one is BEND_FACETS strips of the cylinder, each warped by the homography of its own four corners, so its
+    points do NOT move by one homography (as a real bent print's do not)."""
     h, w = image.shape[:2]
-    corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
-    dst = project_plane(corners, pose, out_w, out_h, cover, h / w)
-    src = corners * [w, h]
-    H = cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32))
-    warped = cv2.warpPerspective(image, H, (out_w, out_h), flags=interpolation)
-    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), H, (out_w, out_h), flags=cv2.INTER_LINEAR)
-    return warped, mask
+    if bend == 0.0:
+        corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
+        dst = project_sheet(corners, pose, out_w, out_h, cover, h / w)
+        H = cv2.getPerspectiveTransform((corners * [w, h]).astype(np.float32), dst.astype(np.float32))
+        warped = cv2.warpPerspective(image, H, (out_w, out_h), flags=interpolation)
+        mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), H, (out_w, out_h), flags=cv2.INTER_LINEAR)
+        return warped, mask
+    facets = BEND_FACETS
+    out = np.zeros((out_h, out_w) + image.shape[2:], np.float32)
+    mask = np.zeros((out_h, out_w), np.float32)
+    for k in range(facets):
+        s0, s1 = k / facets, (k + 1) / facets
+        corners = np.array([[s0, 0], [s1, 0], [s1, 1], [s0, 1]], np.float64)
+        dst = project_sheet(corners, pose, out_w, out_h, cover, h / w, bend)
+        src = corners * [w, h]
+        # Warp only into the strip's bounding box in the frame (32 full-frame warps a frame would be slow).
+        x0, y0 = np.clip(np.floor(dst.min(0)) - 2, 0, [out_w, out_h]).astype(int)
+        x1, y1 = np.clip(np.ceil(dst.max(0)) + 2, 0, [out_w, out_h]).astype(int)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        H = cv2.getPerspectiveTransform(src.astype(np.float32), (dst - [x0, y0]).astype(np.float32))
+        # The strip's own columns (one pixel wider on each side so neighbouring strips meet without a seam).
+        strip = np.zeros((h, w), np.uint8)
+        strip[:, max(0, int(s0 * w) - 1):min(w, int(math.ceil(s1 * w)) + 1)] = 255
+        size = (int(x1 - x0), int(y1 - y0))
+        part = cv2.warpPerspective(image, H, size, flags=interpolation).astype(np.float32)
+        alpha = cv2.warpPerspective(strip, H, size, flags=cv2.INTER_LINEAR).astype(np.float32) / 255.0
+        weight = alpha[..., None] if part.ndim == 3 else alpha
+        region = (slice(y0, y1), slice(x0, x1))
+        out[region] = out[region] * (1 - weight) + part * weight
+        mask[region] = np.maximum(mask[region], alpha)
+    # ``out`` is blended over black; un-blend it so the caller's composite() blends it over the room exactly once.
+    cover_ = np.maximum(mask, 1e-6)
+    out = out / (cover_[..., None] if out.ndim == 3 else cover_)
+    return np.clip(out, 0, 255).astype(np.uint8), (mask * 255).astype(np.uint8)
 
 
 def room_background(rng: np.random.Generator, frame: np.ndarray) -> np.ndarray:
@@ -181,14 +227,14 @@ def synth_print(frames: list[np.ndarray], seed: int) -> list[np.ndarray]:
     still = frames[int(rng.integers(0, min(len(frames), 10)))]
     h, w = still.shape[:2]
     bend = float(rng.choice([0.0, rng.uniform(-0.25, 0.25)]))
-    sheet = bend_sheet(paper_print(rng, still), bend)
+    sheet = shade_bend(paper_print(rng, still), bend)
     back = room_background(rng, still)
     poses = hand_motion(rng, len(frames), yaw_deg=rng.uniform(8, 18), pitch_deg=rng.uniform(5, 12), shift=0.03)
     cover = rng.uniform(0.95, 1.15)
     light = rng.uniform(0.85, 1.05)
     out = []
     for pose in poses:
-        warped, mask = warp_sheet(sheet, pose, w, h, cover, cv2.INTER_LINEAR)
+        warped, mask = warp_sheet(sheet, pose, w, h, cover, cv2.INTER_LINEAR, bend)
         # Lambertian-ish shading of the sheet as it turns to/away from the light.
         shade = light * (0.92 + 0.08 * math.cos(pose[0] - 0.2))
         warped = np.clip(warped.astype(np.float32) * shade, 0, 255).astype(np.uint8)
@@ -261,7 +307,7 @@ ATTACKS = {"synthetic-print": ("print", synth_print), "synthetic-replay": ("repl
 
 
 def seed_for(name: str, attack: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{name}|{attack}|v{VERSION}".encode()).digest()[:4], "little")
+    return int.from_bytes(hashlib.sha256(f"{name}|{attack}|v{SEED_VERSION}".encode()).digest()[:4], "little")
 
 
 def generate(shared: Path, out: Path, count: int, only: str | None = None, verbose: bool = True) -> list[dict]:
