@@ -149,7 +149,7 @@ def _render(texture: np.ndarray, yaw_deg: float, depth: np.ndarray) -> np.ndarra
     return cv2.remap(texture, src_x, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def _planarity_on(monkeypatch, depth_amp: float) -> "object":
+def _planarity_on(monkeypatch, depth_amp: float, yaw_step: float = 2.0, noise: float = 0.0, **cue_args) -> "object":
     import cv2
 
     from liveness_edge.cues import planarity
@@ -159,7 +159,8 @@ def _planarity_on(monkeypatch, depth_amp: float) -> "object":
     texture = cv2.GaussianBlur(rng.uniform(0, 255, (size, size)).astype(np.float32), (0, 0), 2.0)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     depth = depth_amp * np.exp(-((xx - size / 2) ** 2 + (yy - size / 2) ** 2) / (2 * 45.0 ** 2))
-    frames = [_render(texture, 2.0 * k, depth).clip(0, 255).astype(np.uint8) for k in range(16)]
+    frames = [(_render(texture, yaw_step * k, depth) + rng.normal(0, noise, (size, size))).clip(0, 255).astype(np.uint8)
+              for k in range(16)]
 
     def fake_luma_scaled(frame, x0, y0, x1, y1, out_w, out_h):
         return cv2.resize(frame[max(0, y0):y1, max(0, x0):x1], (out_w, out_h), interpolation=cv2.INTER_AREA)
@@ -170,7 +171,7 @@ def _planarity_on(monkeypatch, depth_amp: float) -> "object":
     points[33, :2], points[263, :2] = (size / 2 - 35, size / 2 - 20), (size / 2 + 35, size / 2 - 20)
     face = type("F", (), {"center": (size / 2, size / 2), "width": 170.0, "height": 170.0})()
     sample = type("S", (), {"face": face, "landmarks": type("L", (), {"points": points})()})()
-    cue = planarity.PlanarityCue()
+    cue = planarity.PlanarityCue(**cue_args)
     for frame in frames:
         cue.observe(frame, sample)
     return cue.result()
@@ -188,6 +189,19 @@ def test_planarity_cue_sees_a_turning_relief_as_3d_and_abstains(monkeypatch):
     # a 3D head is not evidence of life (a replay shows one too): measured, but no vote
     assert result.value is None and result.detail["ratio"] > planarity.CENTRE, result
     assert "3D head" in result.detail["why"]
+
+
+@pytest.mark.parametrize("depth_amp", [0.0, 60.0])
+def test_planarity_cue_never_calls_a_still_face_flat_from_sensor_noise(monkeypatch, depth_amp):
+    # A still person (or a still photo) in a noisy camera: whatever the tracking noise makes of it, it is not the
+    # low homography/similarity ratio of a turning sheet, so the cue abstains instead of voting "attack".
+    from liveness_edge.cues import planarity
+
+    result = _planarity_on(monkeypatch, depth_amp=depth_amp, yaw_step=0.0, noise=4.0)
+    assert result.value is None, result
+    # Even with no motion gate at all, noise alone reads as "3D" (a ratio near 1), never as a flat sheet.
+    ungated = _planarity_on(monkeypatch, depth_amp=depth_amp, yaw_step=0.0, noise=4.0, min_motion=0.0)
+    assert ungated.value is None and ungated.detail["ratio"] > planarity.CENTRE + 0.3, ungated
 
 
 # --- bezel --------------------------------------------------------------------------------------------------------
