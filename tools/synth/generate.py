@@ -34,10 +34,10 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = 6  # bump when the rendering or encoding changes: cached clips are regenerated
+VERSION = 7  # bump when the rendering or encoding changes: cached clips are regenerated
 # The random draws (which still, which motion, which bend...) stay those of SEED_VERSION across rendering fixes, so a
 # fix changes how an attack is drawn and not which attack it is. (5: a bent print is a real cylinder in 3D; it was an
-# image pre-warp under one homography, i.e. still a plane. 6: single-threaded encoding, byte-reproducible.)
+# image pre-warp under one homography, i.e. still a plane. 6, 7: single-threaded encoding, byte-reproducible.)
 SEED_VERSION = 4
 
 
@@ -66,10 +66,11 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float, crf: int = 23) 
     with av.open(str(tmp), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(round(fps * 1000), 1000))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
-        # One encoder thread: with several, x264's output depends on thread timing (same frames, different bytes
-        # from run to run), and the synthetic attacks must be the same clips on every machine.
-        stream.codec_context.thread_count = 1
+        # One x264 thread, lookahead included: with more, its output depends on thread timing and on what the
+        # process encoded before (same frames, different bytes), and the synthetic attacks must be the same clips on
+        # every machine and run. (Setting codec_context.thread_count alone did not stop it.)
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
+                          "x264-params": "threads=1:lookahead-threads=1"}
         for image in frames:
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
             for packet in stream.encode(out):
