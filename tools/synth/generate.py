@@ -34,10 +34,11 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
-VERSION = 7  # bump when the rendering or encoding changes: cached clips are regenerated
+VERSION = 8  # bump when the rendering or encoding changes: cached clips are regenerated
 # The random draws (which still, which motion, which bend...) stay those of SEED_VERSION across rendering fixes, so a
 # fix changes how an attack is drawn and not which attack it is. (5: a bent print is a real cylinder in 3D; it was an
-# image pre-warp under one homography, i.e. still a plane. 6, 7: single-threaded encoding, byte-reproducible.)
+# image pre-warp under one homography, i.e. still a plane. 6-8: reproducible encoding: one x264 thread,
+# no macroblock tree.)
 SEED_VERSION = 4
 
 
@@ -66,11 +67,12 @@ def write_clip(path: Path, frames: list[np.ndarray], fps: float, crf: int = 23) 
     with av.open(str(tmp), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(round(fps * 1000), 1000))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        # One x264 thread, lookahead included: with more, its output depends on thread timing and on what the
-        # process encoded before (same frames, different bytes), and the synthetic attacks must be the same clips on
-        # every machine and run. (Setting codec_context.thread_count alone did not stop it.)
+        # The synthetic attacks must be the same clips on every machine and run, so x264 runs reproducibly: one
+        # thread, lookahead included (with more, the bytes depend on thread timing; codec_context.thread_count alone
+        # did not stop that), and no macroblock-tree rate control (with it, the same frames encoded differently from
+        # run to run even on one thread, on the replay clips). CRF, B-frames and adaptive quantisation stay on.
         stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
-                          "x264-params": "threads=1:lookahead-threads=1"}
+                          "x264-params": "threads=1:lookahead-threads=1:mbtree=0"}
         for image in frames:
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
             for packet in stream.encode(out):
