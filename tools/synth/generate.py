@@ -1,6 +1,7 @@
 """Synthetic presentation attacks made from live clips, with fixed seeds (tools/synth).
 
-For every live clip in ../shared/data this writes two attack clips to a git-ignored cache (default .cache/synth/):
+For every live clip in ../shared/data this writes two kinds of attack clip, VARIANTS renderings of each (different
+seeds: another still, hand motion, screen...), to a git-ignored cache (default .cache/synth/):
 
 - ``synthetic-print``: ONE still frame of the clip "printed" (paper gamut: lifted blacks, compressed whites, slight
   desaturation and warm tint; paper grain; white margin; optional cylindrical bend) and held in front of the camera
@@ -309,11 +310,19 @@ def synth_replay(frames: list[np.ndarray], seed: int) -> list[np.ndarray]:
 ATTACKS = {"synthetic-print": ("print", synth_print), "synthetic-replay": ("replay", synth_replay)}
 
 
-def seed_for(name: str, attack: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{name}|{attack}|v{SEED_VERSION}".encode()).digest()[:4], "little")
+# Renderings of each attack per live clip. One rendering (which still, which hand motion, which screen) is one draw of
+# the attack; re-encoding a single rendering alone moved the synthetic figures by two clips, so the fit and the figures
+# use three draws per live clip. All of them share the live clip's source (the same cross-validation fold).
+VARIANTS = 3
 
 
-def generate(shared: Path, out: Path, count: int, only: str | None = None, verbose: bool = True) -> list[dict]:
+def seed_for(name: str, attack: str, variant: int = 0) -> int:
+    tag = f"{name}|{attack}|v{SEED_VERSION}" + (f"|{variant}" if variant else "")
+    return int.from_bytes(hashlib.sha256(tag.encode()).digest()[:4], "little")
+
+
+def generate(shared: Path, out: Path, count: int, only: str | None = None, verbose: bool = True,
+             variants: int = VARIANTS) -> list[dict]:
     """Write (or reuse) the synthetic clips; returns rows like labels.csv plus ``path`` and ``pair``."""
     rows = []
     with open(shared / "data" / "labels.csv") as fh:
@@ -324,20 +333,22 @@ def generate(shared: Path, out: Path, count: int, only: str | None = None, verbo
         stem = Path(row["file"]).stem
         frames = None
         for label, (folder, make) in ATTACKS.items():
-            seed = seed_for(row["file"], label)
-            path = out / folder / f"{stem}.mp4"
-            meta = path.with_suffix(".json")
-            fresh = meta.exists() and json.loads(meta.read_text()).get("version") == VERSION and path.exists()
-            if not fresh:
-                if frames is None:
-                    frames, fps = read_frames(shared / "data" / row["file"], count)
-                write_clip(path, make(frames, seed), fps)
-                meta.write_text(json.dumps({"version": VERSION, "seed": seed, "from": row["file"], "label": label}))
-                if verbose:
-                    print(f"synth: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} <- {row['file']}",
-                          file=sys.stderr)
-            rows.append({"file": str(path), "path": path, "label": label, "kind": "video",
-                         "source": f"synthetic from {row['file']} (seed {seed})", "pair": row["file"]})
+            for variant in range(variants):
+                seed = seed_for(row["file"], label, variant)
+                path = out / folder / (f"{stem}.mp4" if variant == 0 else f"{stem}~{variant}.mp4")
+                meta = path.with_suffix(".json")
+                fresh = meta.exists() and json.loads(meta.read_text()).get("version") == VERSION and path.exists()
+                if not fresh:
+                    if frames is None:
+                        frames, fps = read_frames(shared / "data" / row["file"], count)
+                    write_clip(path, make(frames, seed), fps)
+                    meta.write_text(json.dumps({"version": VERSION, "seed": seed, "from": row["file"],
+                                                "label": label}))
+                    if verbose:
+                        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                        print(f"synth: {shown} <- {row['file']}", file=sys.stderr)
+                rows.append({"file": str(path), "path": path, "label": label, "kind": "video",
+                             "source": f"synthetic from {row['file']} (seed {seed})", "pair": row["file"]})
     return rows
 
 
@@ -347,11 +358,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / ".cache" / "synth")
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--only", help="only live clips whose file name contains this")
+    parser.add_argument("--variants", type=int, default=VARIANTS, help="renderings of each attack per live clip")
     args = parser.parse_args(argv)
     if not (args.shared / "data" / "labels.csv").exists():
         print(f"synth: {args.shared}/data/labels.csv is absent; nothing to generate", file=sys.stderr)
         return 0
-    rows = generate(args.shared, args.out, args.frames, args.only)
+    rows = generate(args.shared, args.out, args.frames, args.only, variants=args.variants)
     print(f"synth: {len(rows)} clips in {args.out}", file=sys.stderr)
     return 0
 
