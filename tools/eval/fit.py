@@ -3,7 +3,7 @@
 Model (see liveness_edge/fusion.py): per frame z = b + w_cnn*logit(cnn) + sum_k w_k*logit(cue_k), cues that abstain
 add 0; liveness = sigmoid(z); the clip's average_liveness = mean over frames. Weights: L2-regularised logistic
 regression on frames, each clip weighted 1/frames, live and attacks balanced and every attack type weighing the same
-(3 real replays as much as 11 synthetic prints); cue weights are kept
+(3 real replays as much as 33 synthetic prints); cue weights are kept
 >= 0 (a cue with a negative fitted weight, or one too small to move a frame by MIN_EFFECT logit units, is dropped
 and the rest refitted). Then the intercept is
 moved so that the threshold 0.95 on average_liveness sits where the training clips' (BPCER + worst-type APCER),
@@ -155,7 +155,7 @@ def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
     train = [it for it in train if usable(it)]
     X, y, w = [], [], []
     n_live = sum(is_live(it) for it in train)
-    # Every attack TYPE weighs the same in total (3 real replays count as much as 11 synthetic prints), and all
+    # Every attack TYPE weighs the same in total (3 real replays count as much as 33 synthetic prints), and all
     # attacks together as much as all live clips: the fit is not dominated by whichever type has the most clips.
     per_type = {}
     for it in train:
