@@ -35,7 +35,7 @@ WINDOW_SCALE = 1.8  # tracking window: the first face box scaled about its centr
 # The window is tracked at this size (pixels). The cue measures how much of the points' motion a homography leaves
 # unexplained, so it is limited by the tracking noise in face units: at 192 px hand-held synthetic prints measured
 # ratios of 0.26-0.60 (overlapping a live clip at 0.60); at 320 px 0.20-0.57 with every moving live clip >= 0.64,
-# for +0.1 ms a frame. Beyond 320 px live ratios got noisier (fewer points survive the forward-backward check).
+# for +0.05 ms a frame. Beyond 320 px live ratios got noisier (fewer points survive the forward-backward check).
 WORK_SIZE = 320
 MIN_POINTS = 12
 # Track every EVERY-th selected frame: the parallax to the first frame is what is measured, not frame-to-frame flow,
@@ -50,8 +50,9 @@ FB_MAX = 0.5  # forward-backward error limit, working pixels
 LK_WIN, LK_LEVELS = (15, 15), 2
 LK = dict(winSize=LK_WIN, maxLevel=LK_LEVELS, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
 # ratio -> P(live): a logistic centred between the measured groups (hand-held prints: median 0.32, bent ones up to
-# 0.57; moving live heads: 0.64 at least). This centre was read off the evaluation clips (docs/accuracy.md gives the figures at 0.45
-# and 0.60). Near it the value is near 0.5, i.e. almost no vote. Ratios at or above CENTRE abstain (see result()).
+# 0.57; moving live heads: 0.64 at least). This centre was read off the evaluation clips (docs/accuracy.md gives the
+# figures at 0.45 and 0.60). Near it the value is near 0.5, i.e. almost no vote. Ratios at or above CENTRE abstain
+# (see result()).
 CENTRE, SLOPE = 0.52, 0.05
 
 

@@ -156,11 +156,10 @@ def warp_sheet(image: np.ndarray, pose: np.ndarray, out_w: int, out_h: int, cove
         warped = cv2.warpPerspective(image, H, (out_w, out_h), flags=interpolation)
         mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), H, (out_w, out_h), flags=cv2.INTER_LINEAR)
         return warped, mask
-    facets = BEND_FACETS
     out = np.zeros((out_h, out_w) + image.shape[2:], np.float32)
     mask = np.zeros((out_h, out_w), np.float32)
-    for k in range(facets):
-        s0, s1 = k / facets, (k + 1) / facets
+    for k in range(BEND_FACETS):
+        s0, s1 = k / BEND_FACETS, (k + 1) / BEND_FACETS
         corners = np.array([[s0, 0], [s1, 0], [s1, 1], [s0, 1]], np.float64)
         dst = project_sheet(corners, pose, out_w, out_h, cover, h / w, bend)
         src = corners * [w, h]
@@ -181,8 +180,8 @@ def warp_sheet(image: np.ndarray, pose: np.ndarray, out_w: int, out_h: int, cove
         out[region] = out[region] * (1 - weight) + part * weight
         mask[region] = np.maximum(mask[region], alpha)
     # ``out`` is blended over black; un-blend it so the caller's composite() blends it over the room exactly once.
-    cover_ = np.maximum(mask, 1e-6)
-    out = out / (cover_[..., None] if out.ndim == 3 else cover_)
+    coverage = np.maximum(mask, 1e-6)
+    out = out / (coverage[..., None] if out.ndim == 3 else coverage)
     return np.clip(out, 0, 255).astype(np.uint8), (mask * 255).astype(np.uint8)
 
 
