@@ -11,6 +11,7 @@ import numpy as np
 
 from ..decode import Frame, region_luma, upright_size
 
+
 def luma_scaled(frame: Frame, x0: int, y0: int, x1: int, y1: int, out_w: int, out_h: int) -> np.ndarray:
     """The luma window resized (area averaging) to out_w x out_h; windows partly outside the frame are padded."""
     width, height = upright_size(frame)

@@ -37,7 +37,7 @@ MIN_SIDE = 48
 # peak -> P(live): a peak above the noise level, less live. The fusion refits weight and offset.
 CENTRE, SLOPE = 0.5, 0.1
 BAND = (0.15, 0.5)  # cycles/pixel searched for peaks
-RADIAL_BINS = 24  # annuli over 0-0.5 cycles/pixel for the per-radius median
+RADIAL_BINS = 24  # annuli over 0-0.5 cycles/pixel for the per-radius mean log magnitude
 TOP = 4  # the mean of the 4 largest: the 2 strongest conjugate pairs
 EULER_GAMMA = 0.5772156649
 

@@ -20,8 +20,8 @@ from liveness_edge.fusion import CLIP, LogisticFusion, logit, sigmoid
 
 CUE_NAMES = ("planarity", "blink", "micro_motion", "texture")  # the cues the shipped fusion is fitted on
 # Cues with a designed, not fitted, weight. bezel (a straight-edged frame around the face) is one-sided attack evidence
-# that fires on too few clips here for a fit to weigh it (1 of 3 real replays, 1 of 22 synthetic attacks, no live
-# clip), so it gets a fixed penalty: FIXED_PENALTY logit units on every frame of a clip where it fires. That is
+# that fires on too few real clips here for a fit to weigh it (1 of 3 real replays, 8 of 66 synthetic attacks, no
+# live clip), so it gets a fixed penalty: FIXED_PENALTY logit units on every frame of a clip where it fires. That is
 # strong (a clip at 0.993 drops to 0.875) but not absolute (a clip at 0.999 stays at 0.98), because a live person
 # standing still between two straight edges would fire it too. The operating point is placed WITHOUT it, so the
 # penalty can only turn answers towards refusal and never lowers the bar for anything else.

@@ -75,11 +75,6 @@ def clip_embeddings(name: str, entries: list[dict]) -> dict[str, np.ndarray]:
     return out
 
 
-def attack_type(entry: dict) -> str:
-    return entry["label"] if not entry["synthetic"] or entry["label"].startswith("synthetic") else \
-        "synthetic-" + entry["label"].removeprefix("spoof-")
-
-
 def loso_probe(entries: list[dict], features: dict[str, np.ndarray], l2: float,
                synthetic: bool = True) -> dict[str, float]:
     """Each clip's probe logit from a probe fitted without its source group (and, when ``synthetic`` is False,
@@ -87,7 +82,7 @@ def loso_probe(entries: list[dict], features: dict[str, np.ndarray], l2: float,
     items = [e for e in entries if e["file"] in features]
     X = np.array([features[e["file"]] for e in items])
     y = np.array([e["label"] == "live" for e in items], float)
-    types = np.array([attack_type(e) for e in items])
+    types = np.array([e["label"] for e in items])
     scores = {}
     for group in sorted({e["group"] for e in items}):
         test = np.array([e["group"] == group for e in items])
@@ -112,8 +107,6 @@ def main(argv=None) -> int:
     from tools.synth.generate import generate
 
     entries = collect.items(args.shared, generate(args.shared, ROOT / ".cache" / "synth", 40, verbose=False))
-    for entry in entries:
-        entry["label"] = attack_type(entry)
     types = sorted({e["label"] for e in entries if e["label"] != "live" and e["kind"] == "video"})
     print(f"linear probe on CNN embeddings, leave-one-source-out; pair AUC per attack type ({', '.join(types)})")
     embeddings = {name: clip_embeddings(name, entries) for name in EMBEDDINGS}
