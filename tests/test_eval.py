@@ -98,6 +98,7 @@ def test_eval_skips_cleanly_without_shared(tmp_path):
     assert out.returncode == 0 and "skipped" in out.stdout
 
 
+
 # --- the fit (tools/eval/fit.py) on hand-made clips ----------------------------------------------------------------
 
 def _clip(name, label, cnn, cues=None, group=None, frames=10):
@@ -119,6 +120,54 @@ def test_fit_keeps_cue_weights_non_negative_and_uses_a_real_signal():
     assert fusion.cue_weights["planarity"] > 0.3
     assert fusion.cue_weights["texture"] == 0.0  # a negative weight is dropped, not kept
 
+
+def test_fit_drops_a_cnn_that_votes_against_its_meaning():
+    from tools.eval import fit
+
+    clips = []
+    for i in range(8):
+        # the CNN scores these attacks ABOVE the live clips (as livenessnet does this generator's prints); the cue is right
+        clips.append(_clip(f"l{i}", "live", 0.3 + 0.02 * i, {"planarity": 0.8}))
+        clips.append(_clip(f"a{i}", "attack", 0.7 + 0.02 * i, {"planarity": 0.2}))
+    fusion, _ = fit.fit(clips)
+    assert fusion.w_cnn == 0.0  # not learned as "a high CNN score means an attack"
+    assert fusion.cue_weights["planarity"] > 0.3
+
+
+def _sources(cnn_of):
+    """6 sources, each with 3 live clips and 3 attacks. The cue alone leaves some overlap in every source (live
+    0.55-0.75, attacks 0.35-0.55); ``cnn_of(source, live, k)`` gives the CNN score of the k-th clip."""
+    clips = []
+    for g in range(6):
+        for k in range(3):
+            clips.append(_clip(f"s{g}l{k}", "live", cnn_of(g, True, k), {"planarity": 0.55 + 0.1 * k}, group=f"s{g}"))
+            clips.append(_clip(f"s{g}a{k}", "attack", cnn_of(g, False, k), {"planarity": 0.35 + 0.1 * k},
+                               group=f"s{g}"))
+    return clips
+
+
+def test_the_cnn_is_counted_when_it_separates_every_source():
+    from tools.eval import fit
+
+    clips = _sources(lambda g, live, k: (0.8 if live else 0.2) + 0.02 * k)
+    keep, costs = fit.cnn_earns_its_place(clips)
+    assert keep and costs["loso_cost_with_cnn"] < costs["loso_cost_without_cnn"]
+    fusion, info = fit.fit_selected(clips)
+    assert info["cnn_counted"] and fusion.w_cnn > 0
+
+
+def test_a_cnn_that_only_some_sources_agree_with_is_not_counted():
+    from tools.eval import fit
+
+    # Two sources where the CNN is sure and right outweigh, in one fit, four where it ranks attacks above live faces:
+    # its in-sample weight is positive. On a source the fit has not seen it makes things worse, and
+    # leave-one-source-out on the training clips says so: the fusion leaves it out.
+    clips = _sources(lambda g, live, k: (0.99 if live else 0.01) if g < 2 else (0.35 if live else 0.65) + 0.01 * k)
+    assert fit.fit(clips)[0].w_cnn > 0
+    keep, costs = fit.cnn_earns_its_place(clips)
+    assert not keep and costs["loso_cost_with_cnn"] > costs["loso_cost_without_cnn"]
+    fusion, info = fit.fit_selected(clips)
+    assert not info["cnn_counted"] and fusion.w_cnn == 0.0 and fusion.cue_weights["planarity"] > 0
 
 def test_operating_point_does_not_give_up_a_rare_attack_type():
     from tools.eval import fit

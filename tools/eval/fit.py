@@ -3,12 +3,13 @@
 Model (see liveness_edge/fusion.py): per frame z = b + w_cnn*logit(cnn) + sum_k w_k*logit(cue_k), cues that abstain
 add 0; liveness = sigmoid(z); the clip's average_liveness = mean over frames. Weights: L2-regularised logistic
 regression on frames, each clip weighted 1/frames, live and attacks balanced and every attack type weighing the same
-(3 real replays as much as 33 synthetic prints); cue weights are kept
->= 0 (a cue with a negative fitted weight, or one too small to move a frame by MIN_EFFECT logit units, is dropped
-and the rest refitted). Then the intercept is
-moved so that the threshold 0.95 on average_liveness sits where the training clips' (BPCER + worst-type APCER),
-averaged over +-SMOOTH intercept units, is lowest (the middle of the longest such run): a broad good region rather
-than a knife edge between two clips, which leave-one-source-out showed not to carry over to unseen sources.
+(3 real replays as much as 33 synthetic prints); the CNN's and the cues' weights are kept >= 0 (a feature with a
+negative fitted weight, or one too small to move a frame by MIN_EFFECT logit units, is dropped and the rest refitted).
+Then the intercept is moved so that the threshold 0.95 on average_liveness sits where the training clips' (BPCER +
+worst-type APCER), averaged over +-SMOOTH intercept units, is lowest (the middle of the longest such run): a broad
+good region rather than a knife edge between two clips, which leave-one-source-out showed not to carry over to unseen
+sources. Whether the CNN is counted at all is decided first, by leave-one-source-out within the training clips
+(``fit_selected``); cross-validated figures repeat that choice inside every fold (nested).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 
 from liveness_edge.cues.bezel import FRAMED_VALUE as BEZEL_FIRED
 from liveness_edge.fusion import CLIP, LogisticFusion, logit, sigmoid
+
+from . import metrics
 
 CUE_NAMES = ("planarity", "blink", "micro_motion", "texture")  # the cues the shipped fusion is fitted on
 # Cues with a designed, not fitted, weight. bezel (a straight-edged frame around the face) is one-sided attack evidence
@@ -77,20 +80,25 @@ def _logreg(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> np.ndarra
     return beta
 
 
+def _frame_logits(fusion: LogisticFusion, item: dict, cues=CUE_NAMES) -> np.ndarray:
+    """Per-frame z of the clip under ``fusion`` (its fixed-weight cues included)."""
+    cues = tuple(cues) + tuple(k for k in fusion.cue_weights if k not in cues)
+    weights = np.array([fusion.w_cnn] + [fusion.cue_weights.get(c, 0.0) for c in cues])
+    return features(item, cues) @ weights + fusion.intercept
+
+
 def clip_average(fusion: LogisticFusion, item: dict, cues=CUE_NAMES, delta: float = 0.0) -> float:
     """The clip's average_liveness under ``fusion`` (its fixed-weight cues included), intercept moved by ``delta``."""
-    cues = tuple(cues) + tuple(k for k in fusion.cue_weights if k not in cues)
-    X = features(item, cues)
-    weights = np.array([fusion.w_cnn] + [fusion.cue_weights.get(c, 0.0) for c in cues])
-    return float(sigmoid(X @ weights + fusion.intercept + delta).mean())
+    return float(sigmoid(_frame_logits(fusion, item, cues) + delta).mean())
 
 
 def _flip_delta(fusion, item, cues) -> float:
     """The intercept shift at which this clip's average crosses THRESHOLD (bisection; monotone in the shift)."""
+    z = _frame_logits(fusion, item, cues)
     lo, hi = -40.0, 40.0
     for _ in range(60):
         mid = 0.5 * (lo + hi)
-        if clip_average(fusion, item, cues, mid) >= THRESHOLD:
+        if float(sigmoid(z + mid).mean()) >= THRESHOLD:
             hi = mid
         else:
             lo = mid
@@ -110,18 +118,22 @@ def place_threshold(fusion: LogisticFusion, train: list[dict], cues=CUE_NAMES,
     live = np.array([is_live(it) for it in train])
     types = sorted({it["label"] for it in train if not is_live(it)})
     synthetic = {it["label"] for it in train if not is_live(it) and it.get("synthetic")}
-    def cost(d):
-        bpcer = np.mean(d < flips[live]) if live.any() else 0.0  # live refused while the shift is below its flip
-        apcer = {t: np.mean(d >= flips[np.array([it["label"] == t for it in train])]) for t in types}
-        real = [v for t, v in apcer.items() if t not in synthetic]
-        synth = [v for t, v in apcer.items() if t in synthetic]
-        if policy == "real":
-            return bpcer + max(real, default=0.0)
-        if policy == "halves":
-            return bpcer + 0.5 * (max(real, default=0.0) + max(synth, default=0.0))
-        return bpcer + max(apcer.values(), default=0.0)
     grid = np.arange(flips.min() - 2.0, flips.max() + 2.0 + STEP, STEP)
-    costs = np.array([cost(d) for d in grid])
+    # For every intercept shift on the grid: live refused while the shift is below its flip, attacks accepted above.
+    refused = (grid[:, None] < flips[live][None, :]).mean(axis=1) if live.any() else np.zeros(len(grid))
+    accepted = {t: (grid[:, None] >= flips[np.array([it["label"] == t for it in train])][None, :]).mean(axis=1)
+                for t in types}
+
+    def worst(of_types) -> np.ndarray:
+        return np.max([accepted[t] for t in of_types], axis=0) if of_types else np.zeros(len(grid))
+    real = [t for t in types if t not in synthetic]
+    synth = [t for t in types if t in synthetic]
+    if policy == "real":
+        costs = refused + worst(real)
+    elif policy == "halves":
+        costs = refused + 0.5 * (worst(real) + worst(synth))
+    else:
+        costs = refused + worst(types)
     # The cost averaged over +-SMOOTH intercept units: a point that is optimal only on a knife edge between clips
     # (and flips with the next clip or pipeline change) loses to a broad good region.
     k = max(1, int(round(SMOOTH / STEP)))
@@ -147,9 +159,9 @@ def place_threshold(fusion: LogisticFusion, train: list[dict], cues=CUE_NAMES,
 
 
 def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
-        policy: str = "all") -> tuple[LogisticFusion, dict]:
-    """Fit ``cues`` (minus the fixed-weight ones), place the operating point, then add the ``fixed`` weights
-    (default FIXED)."""
+        policy: str = "all", cnn: bool = True) -> tuple[LogisticFusion, dict]:
+    """Fit the CNN (unless ``cnn`` is False) and ``cues`` (minus the fixed-weight ones), place the operating point,
+    then add the ``fixed`` weights (default FIXED)."""
     fixed = FIXED if fixed is None else fixed
     cues = tuple(c for c in cues if c not in fixed)
     train = [it for it in train if usable(it)]
@@ -169,15 +181,16 @@ def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
         w.append(np.full(len(f), share / len(f)))
     X, y, w = np.vstack(X), np.concatenate(y), np.concatenate(w)
     w = w * len(train)  # mean clip weight 1 (keeps the L2 strength comparable across fold sizes)
-    # Each cue is evidence in one physical direction (of life, or of an attack for one-sided cues such as planarity,
-    # abstaining otherwise): a cue whose fitted weight comes out negative (it would vote against its own meaning on
-    # these clips) is dropped and the rest refitted, so no cue's direction is learned from a few clips.
-    # A cue whose weight could move a frame's logit by less than MIN_EFFECT (weight x the +-6 logit clip) is dropped
-    # too: its effect is below the operating point's own +-SMOOTH window, and the daemon would compute it for nothing.
-    active = list(range(X.shape[1]))
+    # Each cue, and the CNN, is evidence in one known direction (of life, or of an attack for one-sided cues such as
+    # planarity, abstaining otherwise): a feature whose fitted weight comes out negative (it would vote against its
+    # own meaning on these clips, e.g. a CNN that happens to score this generator's prints above live faces) is
+    # dropped and the rest refitted, so no direction is learned from a few clips.
+    # A feature whose weight could move a frame's logit by less than MIN_EFFECT (weight x the +-6 logit clip) is
+    # dropped too: its effect is below the operating point's own +-SMOOTH window.
+    active = list(range(X.shape[1])) if cnn else list(range(1, X.shape[1]))
     while True:
         beta_active = _logreg(X[:, active], y, w, l2)
-        weak = [a for a, b in zip(active[1:], beta_active[1:-1]) if b < 0 or b * CLIP < MIN_EFFECT]
+        weak = [a for a, b in zip(active, beta_active[:-1]) if b < 0 or b * CLIP < MIN_EFFECT]
         if not weak:
             break
         active = [a for a in active if a not in weak]
@@ -189,16 +202,45 @@ def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
     return LogisticFusion(fusion.intercept + delta, fusion.w_cnn, {**fusion.cue_weights, **fixed}), info
 
 
+def cnn_earns_its_place(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
+                        policy: str = "all") -> tuple[bool, dict]:
+    """Whether the fusion should count the CNN: leave-one-source-out WITHIN ``train``, with the CNN and without it,
+    judged at the threshold by (BPCER + worst-type APCER). A CNN whose in-sample weight is positive can still make
+    unseen sources worse (its scores shift with the camera, not with liveness); it is kept only if it lowers the
+    held-out cost (a tie keeps the simpler fusion, without it)."""
+    costs = {}
+    for with_cnn in (True, False):
+        scores = loso_scores(train, cues, l2, fixed, policy, select_cnn=False, cnn=with_cnn)
+        # BPCER + worst-type APCER at the threshold: what the operating point is placed on
+        costs[with_cnn] = 2 * metrics.figures([it for it in train if it["file"] in scores], scores, THRESHOLD)["acer"]
+    return costs[True] < costs[False], {"loso_cost_with_cnn": round(costs[True], 4),
+                                        "loso_cost_without_cnn": round(costs[False], 4)}
+
+
+def fit_selected(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
+                 policy: str = "all") -> tuple[LogisticFusion, dict]:
+    """``fit`` after deciding by cnn_earns_its_place whether the CNN is counted (only when there are cues to fall
+    back on)."""
+    keep, costs = cnn_earns_its_place(train, cues, l2, fixed, policy) if cues else (True, {})
+    fusion, info = fit(train, cues, l2, fixed, policy, cnn=keep)
+    return fusion, {**info, "cnn_counted": keep, **costs}
+
+
 def loso_scores(items: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
-                policy: str = "all") -> dict[str, float]:
-    """average_liveness of every usable item from a fusion fitted without its source group."""
+                policy: str = "all", select_cnn: bool = True, cnn: bool = True) -> dict[str, float]:
+    """average_liveness of every usable item from a fusion fitted without its source group. With ``select_cnn``
+    (the shipped procedure) each fold decides on its own training sources whether to count the CNN (nested
+    leave-one-source-out), so the held-out source plays no part in that choice either."""
     out = {}
     for group in sorted({it["group"] for it in items}):
         train = [it for it in items if it["group"] != group and usable(it)]
         test = [it for it in items if it["group"] == group and usable(it)]
         if not test:
             continue
-        fusion, _ = fit(train, cues, l2, fixed, policy)
+        if select_cnn:
+            fusion, _ = fit_selected(train, cues, l2, fixed, policy)
+        else:
+            fusion, _ = fit(train, cues, l2, fixed, policy, cnn=cnn)
         for it in test:
             out[it["file"]] = clip_average(fusion, it, cues)
     return out
@@ -215,7 +257,6 @@ def pair_auc(items: list[dict], scores: dict, attack_type: str) -> float:
 
 def operating_points(items: list[dict], scores: dict, types: list[str]) -> dict:
     """Thresholds that refuse no live clip / at most one, and the APCER per type there."""
-    from . import metrics
     live = sorted(scores[it["file"]] for it in items if is_live(it) and it["file"] in scores)
     out = {}
     for refused in (0, 1):
@@ -249,7 +290,6 @@ def write_fusion(raw: dict, path) -> None:
     import json
     from pathlib import Path
 
-    from . import metrics
     from .report import REAL_TYPES, SYNTH_TYPES
 
     entries = []
@@ -257,7 +297,7 @@ def write_fusion(raw: dict, path) -> None:
         if name not in MATCH:  # a measured-only configuration (e.g. livenessnet): nothing ships for it
             continue
         items = [it for it in data["items"] if usable(it)]
-        fusion, info = fit(items)
+        fusion, info = fit_selected(items)
         cv = loso_scores(items)
         train = {it["file"]: clip_average(fusion, it) for it in items}
         real = [it for it in items if not it["synthetic"]]
@@ -273,6 +313,9 @@ def write_fusion(raw: dict, path) -> None:
             "weights": {"cnn": round(fusion.w_cnn, 6), **{k: round(v, 6) for k, v in fusion.cue_weights.items()}},
             "fit": {"l2": L2, "threshold": THRESHOLD, "train_cost": info["train_cost"],
                     "margin_in_intercept_units": round(info["margin"], 4),
+                    "cnn_counted": info["cnn_counted"],
+                    "loso_cost_with_cnn": info["loso_cost_with_cnn"],
+                    "loso_cost_without_cnn": info["loso_cost_without_cnn"],
                     "fixed_weights": {k: {"weight": v, "penalty_logit_when_fired": FIXED_PENALTY} for k, v in
                                       FIXED.items()}},
             "data": {"live_videos": sum(is_live(it) for it in real),
@@ -300,7 +343,9 @@ def write_fusion(raw: dict, path) -> None:
             "an abstaining cue adds 0); liveness = sigmoid(z); average_liveness = mean over frames. One entry per "
             "liveness model, matched by the model file's sha256. Fitted by tools/eval/fit.py (make eval-fit) on "
             "../shared/data videos plus synthetic attacks from tools/synth (seeded); the intercept puts 0.95 mid-way "
-            "in the training interval that minimises BPCER + worst-type APCER. Figures under "
+            "in the training interval that minimises BPCER + worst-type APCER. weights.cnn is 0 when the CNN did not "
+            "earn its place: fit.cnn_counted is false when leave-one-source-out on the training clips measured a "
+            "lower BPCER + worst-type APCER without it (fit.loso_cost_*). Figures under "
             "cv_leave_one_source_out_at_0.95, cv_auc (share of live/attack pairs ranked right) and cv_operating_points "
             "(the threshold refusing no / one live clip and the APCER there) come from fits that never saw the scored "
             "clip's source; in_sample_* are the shipped fit on its own training clips (optimistic). Weights are 0 "
