@@ -5,7 +5,7 @@ $(EVAL_STAMP): $(STAMP) pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test,eval]'
 	touch $(EVAL_STAMP)
 
-.PHONY: eval eval-fit synth cue-cost probe
+.PHONY: eval eval-fit synth cue-cost probe stress
 
 ## make synth: synthetic print/replay attacks from the live clips in ../shared (into .cache/synth)
 synth: $(STAMP)
@@ -26,3 +26,7 @@ cue-cost: $(STAMP)
 ## make probe: a linear probe on the bundled CNNs' embeddings, leave-one-source-out (python -m tools.eval.probe)
 probe: $(STAMP)
 	$(PY) -m tools.eval.probe
+
+## make stress: prints held still (a sheet on a stand), scored by fusions fitted without their source; after make eval
+stress: $(EVAL_STAMP)
+	$(PY) -m tools.eval.stress

@@ -44,6 +44,22 @@ def test_synthetic_attacks_are_deterministic():
         assert a[0].shape == frames[0].shape
 
 
+def test_a_still_print_for_the_stress_test_barely_moves():
+    # make stress (tools/eval/stress.py): the sheet on a stand must stay put while the hand-held one sways; the same
+    # seed draws the same still, sheet and background, so only the motion differs.
+    from tools.eval.stress import STILL
+
+    yy, xx = np.mgrid[0:96, 0:128]
+    picture = (127 + 100 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.uint8)
+    frames = [np.dstack([picture] * 3)] * 12
+
+    def sway(clip):  # mean absolute change from the first frame to the frame that differs most from it
+        return max(float(np.abs(f.astype(int) - clip[0].astype(int)).mean()) for f in clip)
+
+    held, still = synth_print(frames, 3), synth_print(frames, 3, motion=STILL)
+    assert sway(still) < 0.1 * sway(held)
+
+
 def test_synthetic_clips_encode_to_the_same_bytes_every_time(tmp_path):
     # A textured picture panning, shown on a synthetic screen (moire, glare), encoded three times with another clip
     # in between: with x264's default threads, or with its macroblock-tree rate control, the bytes changed.
@@ -97,6 +113,11 @@ def test_eval_skips_cleanly_without_shared(tmp_path):
                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "skipped" in out.stdout
 
+
+def test_stress_skips_cleanly_without_shared(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tools.eval.stress", "--shared", str(tmp_path / "nothing")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "skipped" in out.stdout
 
 
 # --- the fit (tools/eval/fit.py) on hand-made clips ----------------------------------------------------------------
@@ -168,6 +189,7 @@ def test_a_cnn_that_only_some_sources_agree_with_is_not_counted():
     assert not keep and costs["loso_cost_with_cnn"] > costs["loso_cost_without_cnn"]
     fusion, info = fit.fit_selected(clips)
     assert not info["cnn_counted"] and fusion.w_cnn == 0.0 and fusion.cue_weights["planarity"] > 0
+
 
 def test_operating_point_does_not_give_up_a_rare_attack_type():
     from tools.eval import fit

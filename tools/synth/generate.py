@@ -225,14 +225,16 @@ def paper_print(rng: np.random.Generator, still: np.ndarray) -> np.ndarray:
     return np.clip(sheet * 255, 0, 255).astype(np.uint8)
 
 
-def synth_print(frames: list[np.ndarray], seed: int) -> list[np.ndarray]:
+def synth_print(frames: list[np.ndarray], seed: int, motion: float = 1.0) -> list[np.ndarray]:
+    """``motion`` scales the hand-held pose tracks (tools/eval/stress.py: a sheet on a stand)."""
     rng = np.random.default_rng(seed)
     still = frames[int(rng.integers(0, min(len(frames), 10)))]
     h, w = still.shape[:2]
     bend = float(rng.choice([0.0, rng.uniform(-0.25, 0.25)]))
     sheet = shade_bend(paper_print(rng, still), bend)
     back = room_background(rng, still)
-    poses = hand_motion(rng, len(frames), yaw_deg=rng.uniform(8, 18), pitch_deg=rng.uniform(5, 12), shift=0.03)
+    poses = motion * hand_motion(rng, len(frames), yaw_deg=rng.uniform(8, 18), pitch_deg=rng.uniform(5, 12),
+                                 shift=0.03)
     cover = rng.uniform(0.95, 1.15)
     light = rng.uniform(0.85, 1.05)
     out = []
@@ -321,8 +323,9 @@ def seed_for(name: str, attack: str, variant: int = 0) -> int:
 
 
 def generate(shared: Path, out: Path, count: int, only: str | None = None, verbose: bool = True,
-             variants: int = VARIANTS) -> list[dict]:
-    """Write (or reuse) the synthetic clips; returns rows like labels.csv plus ``path`` and ``pair``."""
+             variants: int = VARIANTS, attacks: dict | None = None) -> list[dict]:
+    """Write (or reuse) the synthetic clips (``attacks``: label -> (folder, make); default ATTACKS); returns rows
+    like labels.csv plus ``path`` and ``pair``."""
     rows = []
     with open(shared / "data" / "labels.csv") as fh:
         live = [r for r in csv.DictReader(fh) if r["label"] == "live" and r["kind"] == "video"]
@@ -331,7 +334,7 @@ def generate(shared: Path, out: Path, count: int, only: str | None = None, verbo
             continue
         stem = Path(row["file"]).stem
         frames = None
-        for label, (folder, make) in ATTACKS.items():
+        for label, (folder, make) in (attacks or ATTACKS).items():
             for variant in range(variants):
                 seed = seed_for(row["file"], label, variant)
                 path = out / folder / (f"{stem}.mp4" if variant == 0 else f"{stem}~{variant}.mp4")
