@@ -47,8 +47,9 @@ def sigmoid(z) -> np.ndarray:
 
 class MeanFusion:
     name = "cnn-mean"
+    counts_cnn = True
 
-    def combine(self, cnn_scores: np.ndarray, cues: Sequence[CueScore]) -> Fused:
+    def combine(self, cnn_scores: np.ndarray, cues: Sequence[CueScore], frames: int | None = None) -> Fused:
         scores = np.asarray(cnn_scores, np.float64)
         return Fused(scores, float(scores.mean()))
 
@@ -70,9 +71,21 @@ class LogisticFusion:
             total += weight * float(logit(cue.value))
         return total
 
-    def combine(self, cnn_scores: np.ndarray, cues: Sequence[CueScore]) -> Fused:
-        z = self.intercept + self.w_cnn * logit(cnn_scores) + self.clip_term(cues)
-        scores = sigmoid(z)
+    @property
+    def counts_cnn(self) -> bool:
+        """False when the fit gave the CNN no weight: then the pipeline need not run it (``cnn_scores`` None)."""
+        return self.w_cnn != 0.0
+
+    def combine(self, cnn_scores: np.ndarray | None, cues: Sequence[CueScore], frames: int | None = None) -> Fused:
+        """Per-frame fused scores; ``cnn_scores`` may be None only when the CNN is not counted, and then ``frames``
+        says how many frames there are (every frame gets the cues' clip-level score)."""
+        if cnn_scores is None:
+            if self.counts_cnn or frames is None:
+                raise ValueError("this fusion counts the CNN: pass its per-frame scores")
+            cnn_term = np.zeros(frames)
+        else:
+            cnn_term = self.w_cnn * logit(cnn_scores)
+        scores = sigmoid(self.intercept + cnn_term + self.clip_term(cues))
         return Fused(scores, float(scores.mean()) if len(scores) else 0.0)
 
     @classmethod

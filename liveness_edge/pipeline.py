@@ -53,7 +53,7 @@ class FaceSample:
     bbox: tuple[int, int, int, int]  # left, top, right, bottom in original frame pixels, clipped
     quality: Quality
     landmarks: Landmarks
-    liveness_crop: np.ndarray
+    liveness_crop: np.ndarray | None  # None when the fusion does not count the CNN (not run)
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,16 @@ def _decode_and_downscale(decoder: Decoder, size: int, spent: Counter):
 
 class Pipeline:
     def __init__(self, cfg: Config, models: ModelSet, cache: DetectionCache | None = None,
-                 cue_factories: Sequence[Callable[[], ClipCue]] | None = None, fusion=None):
+                 cue_factories: Sequence[Callable[[], ClipCue]] | None = None, fusion=None,
+                 score_cnn: bool | None = None):
         self.cfg = cfg
         self.models = models
         self.cache = cache
         # Each factory call makes a fresh cue for one request.
         self.cue_factories = tuple(default_cues(cfg, models) if cue_factories is None else cue_factories)
         self.fusion = fusion or load_fusion(cfg, models)
+        # Like a cue the fit dropped, a liveness CNN it gave no weight is not run (tools/eval asks for it anyway).
+        self.score_cnn = self.fusion.counts_cnn if score_cnn is None else score_cnn
 
     def run(self, body: bytes | BinaryIO, options: Options = Options()) -> ClipResult:
         cfg = self.cfg
@@ -156,17 +159,18 @@ class Pipeline:
             watch.lap("decode")
         if len(samples) < cfg.min_selected_frames:
             raise self._too_few(frames_decoded, len(samples), dropped)
-        cnn = self.models.liveness.scores(np.stack([s.liveness_crop for s in samples]),
-                                          cfg.extraction_api.request_batch_size)
+        cnn = (self.models.liveness.scores(np.stack([s.liveness_crop for s in samples]),
+                                           cfg.extraction_api.request_batch_size) if self.score_cnn else None)
         watch.lap("liveness")
         cue_scores = tuple(cue.result() for cue in cues)
-        fused = self.fusion.combine(cnn, cue_scores)
+        fused = self.fusion.combine(cnn, cue_scores, len(samples))
         watch.lap("fusion")
         scores = fused.frame_scores
         best_face = self._best_face(best, best_frame, float(scores[best_index]), options, watch)
+        cnn_shown = [None] * len(samples) if cnn is None else [round(float(c), 6) for c in cnn]
         frames = tuple({"frame_no": s.frame_no, "frame_ts": s.frame_ts, "quality": round(s.quality.score, 6),
-                        "cnn": round(float(c), 6), "liveness": round(float(f), 6)}
-                       for s, c, f in zip(samples, cnn, scores)) if options.return_frames else ()
+                        "cnn": c, "liveness": round(float(f), 6)}
+                       for s, c, f in zip(samples, cnn_shown, scores)) if options.return_frames else ()
         return ClipResult(
             alive=fused.average >= cfg.liveness_threshold,
             average_liveness=fused.average,
@@ -211,7 +215,9 @@ class Pipeline:
         watch.lap("quality")
         if quality.score < cfg.quality.min_score:
             return None, "low_quality"
-        liveness_crop = models.liveness.cut(window, liveness_roi)
+        # The window above spans the liveness ROI whether or not the CNN runs: the landmarks (and so every cue) must
+        # see the same pixels in the daemon as in tools/eval, which always runs it.
+        liveness_crop = models.liveness.cut(window, liveness_roi) if self.score_cnn else None
         watch.lap("crop")
         width, height = upright_size(frame)
         return FaceSample(frame.index, round(frame.ts, 6), face, face.clipped(width, height), quality, landmarks,

@@ -101,3 +101,41 @@ def test_daemon_runs_only_the_cues_the_fit_weighted(tmp_path, monkeypatch):
     # no fitted entry (CNN mean): every cue runs, so return_frames still shows what each one saw
     names = {make().name for make in registry.default_cues(None, _models("other", "zzz"))}
     assert names == set(registry.CUES)
+
+
+def test_a_cnn_with_no_weight_need_not_be_scored():
+    cues = [CueScore("a", 0.9)]
+    unweighted = LogisticFusion(0.5, 0.0, {"a": 1.0})
+    assert not unweighted.counts_cnn and LogisticFusion(0.5, 0.3, {"a": 1.0}).counts_cnn and MeanFusion.counts_cnn
+    without = unweighted.combine(None, cues, frames=4)
+    with_scores = unweighted.combine(np.array([0.1, 0.9, 0.5, 0.3]), cues)
+    assert len(without.frame_scores) == 4 and without.average == pytest.approx(with_scores.average)
+    with pytest.raises(ValueError):
+        LogisticFusion(0.5, 0.3, {"a": 1.0}).combine(None, cues, frames=4)
+
+
+def test_the_daemon_skips_a_cnn_its_fusion_does_not_count_and_answers_the_same(monkeypatch):
+    from liveness_edge.config import load_config
+    from liveness_edge.models import load_models
+    from liveness_edge.pipeline import Options, Pipeline
+    from media import face_clip
+
+    cfg = load_config(ROOT / "config" / "liveness-edge.ini")
+    models = load_models(cfg)
+    body = face_clip(frames=12, width=640, height=480)
+    counted = LogisticFusion(0.2, 0.8, {"texture": 0.9})
+    uncounted = LogisticFusion(0.2, 0.0, {"texture": 0.9})
+    assert Pipeline(cfg, models, fusion=counted).score_cnn and not Pipeline(cfg, models, fusion=uncounted).score_cnn
+
+    scoring = Pipeline(cfg, models, fusion=uncounted, score_cnn=True).run(body, Options(return_frames=True))
+
+    def not_run(*args, **kwargs):
+        raise AssertionError("the liveness CNN ran although its fusion weight is 0")
+    monkeypatch.setattr(models.liveness, "scores", not_run)
+    monkeypatch.setattr(models.liveness, "cut", not_run)
+    skipping = Pipeline(cfg, models, fusion=uncounted).run(body, Options(return_frames=True))
+    assert skipping.frames_selected == scoring.frames_selected > 0
+    assert skipping.average_liveness == pytest.approx(scoring.average_liveness, abs=1e-9)
+    assert skipping.alive == scoring.alive
+    assert [f["cnn"] for f in skipping.frames] == [None] * skipping.frames_selected
+    assert all(isinstance(f["cnn"], float) for f in scoring.frames)

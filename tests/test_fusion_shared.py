@@ -38,8 +38,10 @@ def shipped():
         pytest.skip(f"real labelled media not available: {SHARED_DATA} is absent")
     cfg = load_config(ROOT / "config" / "liveness-edge.ini")
     models = load_models(cfg)
-    pipe = Pipeline(cfg, models)
+    # The CNN is scored even where the fusion gives it no weight (the daemon then skips it), as tools/eval does.
+    pipe = Pipeline(cfg, models, score_cnn=True)
     assert isinstance(pipe.fusion, LogisticFusion), "the shipped config should load the fitted fusion"
+    assert pipe.fusion.counts_cnn == Pipeline(cfg, models).score_cnn
     entry = fitted_entry(cfg, models)
     records = []
     for name, label in _real_videos():

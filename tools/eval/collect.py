@@ -1,9 +1,10 @@
 """Run the daemon's pipeline over every labelled clip/image (+ synthetic attacks) and keep the raw per-item outputs.
 
 The pipeline is built as the daemon builds it (``Pipeline(cfg, models)``, fusion from fusion.load_fusion) except
-that EVERY cue in cues/registry.py runs, including any the shipped fusion gives weight 0 (the daemon skips those;
-they add 0 to its answer either way), and run with ``Options(return_frames=True)``, so every item yields the
-daemon's own answer plus the per-frame CNN scores and per-cue results that tools/eval/fit.py refits offline.
+that EVERY cue in cues/registry.py runs, including any the shipped fusion gives weight 0, and so does the liveness
+CNN when its weight is 0 (``score_cnn=True``); the daemon skips those, as they add 0 to its answer. It runs with
+``Options(return_frames=True)``, so every item yields the daemon's own answer plus the per-frame CNN scores and
+per-cue results that tools/eval/fit.py refits offline.
 Images are scored as single frames: ``min-selected-frames`` is overridden to 1 for them only.
 """
 
@@ -69,8 +70,10 @@ def collect(name: str, entries: list[dict], log=print) -> dict:
     cfg = config_for(name)
     models = load_models(cfg)
     every_cue = tuple(CUES.values())  # the fit needs every cue, including those the shipped fusion dropped
-    pipe = Pipeline(cfg, models, cue_factories=every_cue)
-    image_pipe = Pipeline(dataclasses.replace(cfg, min_selected_frames=1), models, cue_factories=every_cue)
+    # ... and the CNN's scores even where the shipped fusion gives it weight 0 (the daemon then skips it).
+    pipe = Pipeline(cfg, models, cue_factories=every_cue, score_cnn=True)
+    image_pipe = Pipeline(dataclasses.replace(cfg, min_selected_frames=1), models, cue_factories=every_cue,
+                          score_cnn=True)
     liveness = next(i for i in models.infos if i.role == "liveness")
     results = []
     for entry in entries:
