@@ -136,6 +136,19 @@ def test_texture_peak_does_not_mistake_a_sharp_camera_for_a_grid():
                - spectrum_stats(np.clip(soft, 0, 255).astype(np.uint8))[0]) < 0.5
 
 
+
+def test_texture_peak_ignores_the_cameras_own_row_alternation_but_not_a_grid_near_it():
+    # Every other row brighter (an interlaced or line-paired sensor, demosaicing): the camera's pattern, not a screen.
+    y, x = np.mgrid[0:96, 0:96]
+    skin = _skin(96, seed=3)
+    rows = skin + 12 * np.where(y % 2 == 0, 1.0, -1.0)
+    peak_skin, _ = spectrum_stats(skin.astype(np.uint8))
+    peak_rows, _ = spectrum_stats(np.clip(rows, 0, 255).astype(np.uint8))
+    assert abs(peak_rows - peak_skin) < 0.3
+    # a display grid just off that axis (tilted a few degrees) still counts
+    tilted = skin + 12 * np.cos(2 * np.pi * (0.47 * y + 0.06 * x))
+    assert spectrum_stats(np.clip(tilted, 0, 255).astype(np.uint8))[0] > peak_skin + 1.0
+
 # --- planarity end to end on rendered pixels (tracking, frame skipping, window scaling) ------------------------------
 
 def _render(texture: np.ndarray, yaw_deg: float, depth: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ mid/high spatial frequencies of a patch that, on real skin, has a smooth, fallin
 skin detail instead. Per frame, the central face patch (half the box side, taken at native resolution in luma,
 never resampled since resampling would erase what is looked for; at most 128 px, smaller faces abstain) gives:
 
-- ``peak``: how far the strongest spectral peaks in 0.15-0.5 cycles/pixel stand above the other frequencies at the
-  same radius (log magnitude minus the mean log magnitude of its radial bin; the mean of the 4 largest, i.e. the 2
+- ``peak``: how far the strongest spectral peaks in 0.15-0.5 cycles/pixel (minus the Nyquist bins on the axes, the
+  camera's own row/column alternation) stand above the other frequencies at the same radius (log magnitude minus the mean log magnitude of its radial bin; the mean of the 4 largest, i.e. the 2
   strongest conjugate pairs), minus what the largest of that many Rayleigh-distributed noise magnitudes would reach
   (0.5 ln(2 ln N) - (ln 2 - euler_gamma) / 2), so that 0 means "no more peaked than noise" whatever the patch size
   (48-128 px);
@@ -66,7 +66,13 @@ def _geometry(n: int) -> _Geometry:
         hann = np.hanning(n)
         bins = np.minimum((r / 0.5 * RADIAL_BINS).astype(np.int64), RADIAL_BINS).ravel().astype(np.uint8)
         counts = np.maximum(np.bincount(bins, minlength=RADIAL_BINS + 1), 1)
-        band = np.flatnonzero(((r >= BAND[0]) & (r <= BAND[1])).ravel()).astype(np.int32)
+        # Not searched: the Nyquist bins on the axes (every other row or column alternating). That pattern is the
+        # camera's own (demosaicing, interlaced or line-paired sensors, codec deblocking) and sits there exactly; a
+        # display's grid aliases there only by coincidence of pitch AND angle.
+        fy, fx = np.abs(f)[:, None], np.abs(f)[None, :]
+        near = 1.5 / n  # a bin and a half: the Hann window spreads a line over about that much
+        nyquist_axis = ((fx >= 0.5 - near) & (fy <= near)) | ((fy >= 0.5 - near) & (fx <= near))
+        band = np.flatnonzero(((r >= BAND[0]) & (r <= BAND[1]) & ~nyquist_axis).ravel()).astype(np.int32)
         independent = max(len(band) / 2, 2.0)  # a real patch's spectrum is conjugate-symmetric
         # Rayleigh magnitudes: the largest of N sits at sigma * sqrt(2 ln N); the mean log at ln sigma + (ln 2 - g) / 2.
         noise = 0.5 * math.log(2.0 * math.log(independent)) - (math.log(2.0) - EULER_GAMMA) / 2.0
