@@ -111,6 +111,20 @@ def _flip_delta(fusion, item, cues) -> float:
 POLICIES = {"all": "every attack type", "real": "real attacks only", "halves": "real and synthetic halved"}
 
 
+def objective(bpcer, apcer: dict, synthetic: set, policy: str = "all"):
+    """What the operating point minimises: BPCER plus the attack side ``policy`` names (POLICIES), from the APCER of
+    each attack type; scalars, or arrays over candidate operating points alike."""
+    def worst(types):
+        return np.max([apcer[t] for t in types], axis=0) if types else np.zeros_like(np.asarray(bpcer, float))
+    real = [t for t in apcer if t not in synthetic]
+    synth = [t for t in apcer if t in synthetic]
+    if policy == "real":
+        return bpcer + worst(real)
+    if policy == "halves":
+        return bpcer + 0.5 * (worst(real) + worst(synth))
+    return bpcer + worst(list(apcer))
+
+
 def place_threshold(fusion: LogisticFusion, train: list[dict], cues=CUE_NAMES,
                     policy: str = "all") -> tuple[float, dict]:
     """Intercept shift putting 0.95 mid-way in the best (BPCER + worst APCER) interval on ``train``."""
@@ -123,17 +137,7 @@ def place_threshold(fusion: LogisticFusion, train: list[dict], cues=CUE_NAMES,
     refused = (grid[:, None] < flips[live][None, :]).mean(axis=1) if live.any() else np.zeros(len(grid))
     accepted = {t: (grid[:, None] >= flips[np.array([it["label"] == t for it in train])][None, :]).mean(axis=1)
                 for t in types}
-
-    def worst(of_types) -> np.ndarray:
-        return np.max([accepted[t] for t in of_types], axis=0) if of_types else np.zeros(len(grid))
-    real = [t for t in types if t not in synthetic]
-    synth = [t for t in types if t in synthetic]
-    if policy == "real":
-        costs = refused + worst(real)
-    elif policy == "halves":
-        costs = refused + 0.5 * (worst(real) + worst(synth))
-    else:
-        costs = refused + worst(types)
+    costs = objective(refused, accepted, synthetic, policy)
     # The cost averaged over +-SMOOTH intercept units: a point that is optimal only on a knife edge between clips
     # (and flips with the next clip or pipeline change) loses to a broad good region.
     k = max(1, int(round(SMOOTH / STEP)))
@@ -205,14 +209,16 @@ def fit(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
 def cnn_earns_its_place(train: list[dict], cues=CUE_NAMES, l2: float = L2, fixed=None,
                         policy: str = "all") -> tuple[bool, dict]:
     """Whether the fusion should count the CNN: leave-one-source-out WITHIN ``train``, with the CNN and without it,
-    judged at the threshold by (BPCER + worst-type APCER). A CNN whose in-sample weight is positive can still make
-    unseen sources worse (its scores shift with the camera, not with liveness); it is kept only if it lowers the
-    held-out cost (a tie keeps the simpler fusion, without it)."""
+    judged at the threshold by the operating point's own objective (for "all": BPCER + worst-type APCER). A CNN whose
+    in-sample weight is positive can still make unseen sources worse (its scores shift with the camera, not with
+    liveness); it is kept only if it lowers the held-out cost (a tie keeps the simpler fusion, without it)."""
+    synthetic = {it["label"] for it in train if not is_live(it) and it.get("synthetic")}
     costs = {}
     for with_cnn in (True, False):
         scores = loso_scores(train, cues, l2, fixed, policy, select_cnn=False, cnn=with_cnn)
-        # BPCER + worst-type APCER at the threshold: what the operating point is placed on
-        costs[with_cnn] = 2 * metrics.figures([it for it in train if it["file"] in scores], scores, THRESHOLD)["acer"]
+        f = metrics.figures([it for it in train if it["file"] in scores], scores, THRESHOLD)
+        costs[with_cnn] = float(objective(f["bpcer"], {t: v["apcer"] for t, v in f["apcer"].items()}, synthetic,
+                                          policy))
     return costs[True] < costs[False], {"loso_cost_with_cnn": round(costs[True], 4),
                                         "loso_cost_without_cnn": round(costs[False], 4)}
 
