@@ -167,10 +167,10 @@ class Pipeline:
         watch.lap("fusion")
         scores = fused.frame_scores
         best_face = self._best_face(best, best_frame, float(scores[best_index]), options, watch)
-        cnn_shown = [None] * len(samples) if cnn is None else [round(float(c), 6) for c in cnn]
         frames = tuple({"frame_no": s.frame_no, "frame_ts": s.frame_ts, "quality": round(s.quality.score, 6),
-                        "cnn": c, "liveness": round(float(f), 6)}
-                       for s, c, f in zip(samples, cnn_shown, scores)) if options.return_frames else ()
+                        "cnn": None if c is None else round(float(c), 6), "liveness": round(float(f), 6)}
+                       for s, c, f in zip(samples, [None] * len(samples) if cnn is None else cnn, scores)
+                       ) if options.return_frames else ()
         return ClipResult(
             alive=fused.average >= cfg.liveness_threshold,
             average_liveness=fused.average,

@@ -147,7 +147,8 @@ def test_fit_drops_a_cnn_that_votes_against_its_meaning():
 
     clips = []
     for i in range(8):
-        # the CNN scores these attacks ABOVE the live clips (as livenessnet does this generator's prints); the cue is right
+        # the CNN scores these attacks ABOVE the live clips (as livenessnet does this generator's prints);
+        # the cue is right
         clips.append(_clip(f"l{i}", "live", 0.3 + 0.02 * i, {"planarity": 0.8}))
         clips.append(_clip(f"a{i}", "attack", 0.7 + 0.02 * i, {"planarity": 0.2}))
     fusion, _ = fit.fit(clips)

@@ -6,10 +6,10 @@ skin detail instead. Per frame, the central face patch (half the box side, taken
 never resampled since resampling would erase what is looked for; at most 128 px, smaller faces abstain) gives:
 
 - ``peak``: how far the strongest spectral peaks in 0.15-0.5 cycles/pixel (minus the Nyquist bins on the axes, the
-  camera's own row/column alternation) stand above the other frequencies at the same radius (log magnitude minus the mean log magnitude of its radial bin; the mean of the 4 largest, i.e. the 2
-  strongest conjugate pairs), minus what the largest of that many Rayleigh-distributed noise magnitudes would reach
-  (0.5 ln(2 ln N) - (ln 2 - euler_gamma) / 2), so that 0 means "no more peaked than noise" whatever the patch size
-  (48-128 px);
+  camera's own row/column alternation) stand above the other frequencies at the same radius (log magnitude minus the
+  mean log magnitude of its radial bin; the mean of the 4 largest, i.e. the 2 strongest conjugate pairs), minus what
+  the largest of that many Rayleigh-distributed noise magnitudes would reach (0.5 ln(2 ln N) - (ln 2 - euler_gamma)
+  / 2), so that 0 means "no more peaked than noise" whatever the patch size (48-128 px);
 - ``hf``: log of the fraction of (non-DC) energy above 0.25 cycles/pixel (fine detail; reported only).
 
 Why per radius: skin's spectrum falls steeply with frequency, so the largest magnitude in a band is always at its
