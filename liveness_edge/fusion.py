@@ -152,5 +152,7 @@ def load_fusion(cfg, models, paths: Sequence[Path] | None = None):
         log.log(level, "fusion: %s; using the CNN mean", problem)
         return MeanFusion()
     fusion = LogisticFusion.from_entry(entry)
-    log.info("fusion: %s from %s (cues %s)", fusion.name, path, ", ".join(sorted(fusion.cue_weights)) or "none")
+    cues = ", ".join(sorted(name for name, weight in fusion.cue_weights.items() if weight != 0.0)) or "none"
+    cnn = "counted" if fusion.counts_cnn else "not counted (weight 0), not run"
+    log.info("fusion: %s from %s (liveness CNN %s; cues %s)", fusion.name, path, cnn, cues)
     return fusion

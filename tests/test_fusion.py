@@ -65,6 +65,15 @@ def test_load_picks_the_entry_matching_the_model_sha(tmp_path):
     assert (fusion.intercept, fusion.w_cnn, dict(fusion.cue_weights)) == (2.0, 3.0, {"blink": 0.5})
 
 
+def test_the_start_up_log_says_what_the_fusion_counts(tmp_path, caplog):
+    path = _doc(tmp_path, [{"liveness_model": "c", "match": {"name": "c", "sha256": ["ccc"]}, "intercept": 1,
+                            "weights": {"cnn": 0.0, "texture": 0.9, "blink": 0.0}}])
+    with caplog.at_level(logging.INFO, logger="liveness_edge.fusion"):
+        load_fusion(None, _models("c", "ccc"), paths=[path])
+    line = " ".join(r.getMessage() for r in caplog.records)
+    assert "liveness CNN not counted" in line and "cues texture)" in line
+
+
 def test_load_falls_back_to_the_mean_with_a_log_line(tmp_path, caplog):
     path = _doc(tmp_path, [{"liveness_model": "a", "match": {"name": "same-name", "sha256": ["aaa"]},
                             "intercept": 1, "weights": {"cnn": 1}}])
