@@ -80,8 +80,10 @@ class LogisticFusion:
         """Per-frame fused scores; ``cnn_scores`` may be None only when the CNN is not counted, and then ``frames``
         says how many frames there are (every frame gets the cues' clip-level score)."""
         if cnn_scores is None:
-            if self.counts_cnn or frames is None:
+            if self.counts_cnn:
                 raise ValueError("this fusion counts the CNN: pass its per-frame scores")
+            if frames is None:
+                raise ValueError("without CNN scores, pass the number of frames")
             cnn_term = np.zeros(frames)
         else:
             cnn_term = self.w_cnn * logit(cnn_scores)

@@ -5,7 +5,7 @@
 The synthetic prints of ``make eval`` are hand-held, as the accuracy issue describes them; a print propped up in front
 of a kiosk barely moves, so `planarity` (which needs out-of-plane motion) and `micro_motion` abstain on it. This
 renders one such print per live clip (tools/synth ``synth_print`` with the hand motion scaled to STILL, its own seeds,
-cached in .cache/synth/still/), runs the daemon's pipeline on it, and scores it with the fusion procedure of
+cached in .cache/synth/still-<STILL>/), runs the daemon's pipeline on it, and scores it with the fusion procedure of
 ``make eval`` fitted WITHOUT the print's source (``fit_selected`` on the clips ``make eval`` collected). It prints each
 clip's score, what the cues saw, and how many are accepted at the threshold. Nothing here feeds the shipped fit.
 """
@@ -29,7 +29,8 @@ def still_prints(shared: Path, out: Path, frames: int = 40) -> list[dict]:
     from tools.synth.generate import generate, synth_print
 
     make = functools.partial(synth_print, motion=STILL)
-    return generate(shared, out, frames, verbose=False, variants=1, attacks={LABEL: ("still", make)})
+    # The folder names the motion scale, so a changed STILL never reuses clips rendered with another.
+    return generate(shared, out, frames, verbose=False, variants=1, attacks={LABEL: (f"still-{STILL:g}", make)})
 
 
 def score(name: str, entries: list[dict], cache: Path) -> list[dict]:

@@ -339,13 +339,14 @@ def generate(shared: Path, out: Path, count: int, only: str | None = None, verbo
                 seed = seed_for(row["file"], label, variant)
                 path = out / folder / (f"{stem}.mp4" if variant == 0 else f"{stem}~{variant}.mp4")
                 meta = path.with_suffix(".json")
-                fresh = meta.exists() and json.loads(meta.read_text()).get("version") == VERSION and path.exists()
+                # A cached clip is reused only if it was drawn by this version, seed, source and attack.
+                wanted = {"version": VERSION, "seed": seed, "from": row["file"], "label": label}
+                fresh = meta.exists() and json.loads(meta.read_text()) == wanted and path.exists()
                 if not fresh:
                     if frames is None:
                         frames, fps = read_frames(shared / "data" / row["file"], count)
                     write_clip(path, make(frames, seed), fps)
-                    meta.write_text(json.dumps({"version": VERSION, "seed": seed, "from": row["file"],
-                                                "label": label}))
+                    meta.write_text(json.dumps(wanted))
                     if verbose:
                         shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
                         print(f"synth: {shown} <- {row['file']}", file=sys.stderr)
