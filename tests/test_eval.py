@@ -278,3 +278,35 @@ def test_probe_scores_each_source_with_a_probe_that_never_saw_it():
     scores = loso_probe(items, source_only, l2=1.0)
     assert all(scores[f"live{g}"] == scores[f"att{g}"] for g in range(6))
     assert pair_auc(items, scores, "spoof-replay") < 1.0
+
+
+def test_the_compression_stress_set_keeps_labels_and_reuses_its_clips(tmp_path):
+    # make stress (tools/eval/stress.py): the real clips re-encoded harder and at half size; a live clip stays live,
+    # its source stays its cross-validation group, and a second run reuses what the first one wrote.
+    import av
+    from tools.eval.stress import REENCODINGS, reencoded
+
+    yy, xx = np.mgrid[0:120, 0:160]
+    frames = [np.dstack([(127 + 90 * np.sin((xx + 3 * i) / 4.0) * np.cos(yy / 6.0)).astype(np.uint8)] * 3)
+              for i in range(8)]
+    data = tmp_path / "shared" / "data"
+    write_clip(data / "live" / "cam.mp4", frames, 25)
+    (data / "labels.csv").write_text("file,label,kind,source,licence,notes\n"
+                                     "live/cam.mp4,live,video,github someone/repo cam.mp4,none,\n"
+                                     "stills/x.jpg,real-still,image,github someone/repo x.jpg,none,\n")
+    out = tmp_path / "cache"
+    entries = reencoded(tmp_path / "shared", out, frames=8)
+    assert [e["encoding"] for e in entries] == list(REENCODINGS)  # the image is not re-encoded
+    assert {(e["label"], e["group"], e["file"]) for e in entries} == {("live", "someone", "live/cam.mp4")}
+
+    def size(path):
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return stream.codec_context.width, stream.codec_context.height
+
+    by_name = {e["encoding"]: e["path"] for e in entries}
+    assert size(by_name["crf28"]) == (160, 120) and size(by_name["half"]) == (80, 60)
+    assert by_name["crf33"].stat().st_size < by_name["crf28"].stat().st_size  # a higher CRF keeps less
+    written = {name: path.stat().st_mtime_ns for name, path in by_name.items()}
+    reencoded(tmp_path / "shared", out, frames=8)
+    assert {name: path.stat().st_mtime_ns for name, path in by_name.items()} == written

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -317,6 +318,17 @@ ATTACKS = {"synthetic-print": ("print", synth_print), "synthetic-replay": ("repl
 VARIANTS = 3
 
 
+def cached_clip(path: Path, wanted: dict, write) -> bool:
+    """Reuse the clip at ``path`` if the .json beside it records exactly ``wanted`` (how it was made: version, seed,
+    source...); otherwise ``write(path)`` and record ``wanted``. Returns whether the clip was written."""
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists() and json.loads(meta.read_text()) == wanted:
+        return False
+    write(path)
+    meta.write_text(json.dumps(wanted))
+    return True
+
+
 def seed_for(name: str, attack: str, variant: int = 0) -> int:
     tag = f"{name}|{attack}|v{SEED_VERSION}" + (f"|{variant}" if variant else "")
     return int.from_bytes(hashlib.sha256(tag.encode()).digest()[:4], "little")
@@ -333,23 +345,17 @@ def generate(shared: Path, out: Path, count: int, only: str | None = None, verbo
         if only and only not in row["file"]:
             continue
         stem = Path(row["file"]).stem
-        frames = None
+        source = functools.cache(functools.partial(read_frames, shared / "data" / row["file"], count))
         for label, (folder, make) in (attacks or ATTACKS).items():
             for variant in range(variants):
                 seed = seed_for(row["file"], label, variant)
                 path = out / folder / (f"{stem}.mp4" if variant == 0 else f"{stem}~{variant}.mp4")
-                meta = path.with_suffix(".json")
                 # A cached clip is reused only if it was drawn by this version, seed, source and attack.
                 wanted = {"version": VERSION, "seed": seed, "from": row["file"], "label": label}
-                fresh = meta.exists() and json.loads(meta.read_text()) == wanted and path.exists()
-                if not fresh:
-                    if frames is None:
-                        frames, fps = read_frames(shared / "data" / row["file"], count)
-                    write_clip(path, make(frames, seed), fps)
-                    meta.write_text(json.dumps(wanted))
-                    if verbose:
-                        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-                        print(f"synth: {shown} <- {row['file']}", file=sys.stderr)
+                written = cached_clip(path, wanted, lambda p: write_clip(p, make(source()[0], seed), source()[1]))
+                if written and verbose:
+                    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                    print(f"synth: {shown} <- {row['file']}", file=sys.stderr)
                 rows.append({"file": str(path), "path": path, "label": label, "kind": "video",
                              "source": f"synthetic from {row['file']} (seed {seed})", "pair": row["file"]})
     return rows
