@@ -46,12 +46,12 @@ def still_prints(shared: Path, out: Path, frames: int = 40) -> list[dict]:
 def reencoded(shared: Path, out: Path, frames: int = 40) -> list[dict]:
     """The real videos of labels.csv re-encoded per REENCODINGS (cached in out/reencode-<name>/); entries for
     ``collect`` with the source's label and cross-validation group."""
+    import cv2
+
     from tools.synth.generate import cached_clip, read_frames, write_clip
     from .collect import group_of
 
     def resized(images: list[np.ndarray], scale: float) -> list[np.ndarray]:
-        import cv2
-
         if scale == 1.0:
             return images
         height, width = images[0].shape[:2]
@@ -105,8 +105,7 @@ class HeldOut:
 
     def as_recorded(self) -> list[dict]:
         """The real videos as make eval scored them (first frames of the original files)."""
-        return [{**self.row(it), "encoding": "as recorded"} for it in self.train
-                if not it.get("synthetic") and it.get("kind") == "video"]
+        return [{**self.row(it), "encoding": "as recorded"} for it in self.train if not it.get("synthetic")]
 
 
 def report(name: str, rows: list[dict], threshold: float) -> str:
