@@ -14,19 +14,24 @@ from liveness_edge.runtime import litert
 from media import ROOT
 
 MODELS = ROOT / "models" / "tflite"
+# A missing accelerator library must not leave a traceback on stderr (the journal) beside the clear message.
+no_traceback_on_stderr = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 
 
+@no_traceback_on_stderr
 def test_explicit_edgetpu_without_the_library_names_it():
     with pytest.raises(StartupError, match="libedgetpu.so.1"):
         choose_backend("edgetpu", 1)
 
 
+@no_traceback_on_stderr
 def test_explicit_gpu_without_the_library_names_it(monkeypatch):
     monkeypatch.setenv("LIVENESS_EDGE_GPU_DELEGATE", "/nonexistent/libgpu_delegate.so")
     with pytest.raises(StartupError, match="libgpu_delegate.so"):
         choose_backend("gpu", 1)
 
 
+@no_traceback_on_stderr
 def test_auto_falls_back_to_cpu_and_says_why(caplog):
     caplog.set_level("INFO")
     backend = choose_backend("auto", 2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import ctypes
 import queue
 import time
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class DelegateBackend(Backend):
 
     def _delegate(self):
         try:
+            # Opened here first: LiteRT's Delegate, when its library cannot be opened, is left half-built and its
+            # __del__ prints a traceback to stderr (the journal) although nothing failed but the lookup.
+            ctypes.CDLL(self.library)
             return interpreter_package().load_delegate(self.library, self.delegate_options())
         except (ValueError, OSError, RuntimeError) as exc:
             raise StartupError(f"runtime.delegate {self.key}: cannot load {self.library} ({exc}); {self.hint}") \
