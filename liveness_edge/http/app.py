@@ -170,7 +170,8 @@ class Service:
     # -- plumbing ------------------------------------------------------------------------------------------------
 
     def _build(self) -> bottle.Bottle:
-        app = bottle.Bottle(catchall=False)
+        app = bottle.Bottle()
+        app.config["catchall"] = False  # Bottle does not swallow exceptions: _wrap answers every error itself
         app.route("/v1/liveness", "POST", self._wrap("liveness", self.liveness))
         app.route("/v1/detections/<detection_id>", "GET", self._wrap("detections", self.detection))
         app.route("/health", "GET", self._wrap("health", self.health, public=True))
