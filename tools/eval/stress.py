@@ -1,6 +1,6 @@
 """make stress: clips the fit never sees, each scored by a fusion fitted without its source.
 
-    python -m tools.eval.stress [--shared ../shared] [--configs bundled,minifasnet]
+    python -m tools.eval.stress [--shared ../shared] [--configs bundled,minifasnet] [--out eval/out]
 
 Two stress sets, both run through the daemon's pipeline and scored with the fusion procedure of ``make eval`` fitted
 WITHOUT the clip's source (``fit_selected`` on the clips ``make eval`` collected). Nothing here feeds the shipped fit.
@@ -13,6 +13,8 @@ WITHOUT the clip's source (``fit_selected`` on the clips ``make eval`` collected
 - The real clips re-encoded (REENCODINGS: x264 at a higher CRF, as a low-bitrate camera or upload would send them,
   and at half size), labels unchanged: a live clip stays live and a replay stays a replay. Printed: per encoding, how
   many live clips are refused and how many real replays accepted, and each clip's score beside its score as recorded.
+
+Every clip's row (score, CNN mean, cue values) also goes to eval/out/stress.json.
 """
 
 from __future__ import annotations
@@ -148,6 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "eval")
     parser.add_argument("--configs", default="bundled,minifasnet")
+    parser.add_argument("--out", type=Path, default=ROOT / "eval" / "out")
     args = parser.parse_args(argv)
     if not (args.shared / "data" / "labels.csv").exists():
         print(f"stress: skipped: {args.shared}/data/labels.csv is absent (see ../shared/README.md)")
@@ -163,10 +166,16 @@ def main(argv=None) -> int:
     entries = collect.items(args.shared, still_prints(args.shared, ROOT / ".cache" / "synth"))
     entries = [e for e in entries if e["label"] == LABEL]
     recoded = reencoded(args.shared, ROOT / ".cache" / "synth")
+    results = {}
     for name in names:
         held_out = HeldOut(name, args.cache)
-        print(report(name, held_out.score(entries), THRESHOLD))
-        print(report_reencoded(name, held_out.as_recorded() + held_out.score(recoded), THRESHOLD))
+        results[name] = {"threshold": THRESHOLD, "still_prints": held_out.score(entries),
+                         "reencoded": held_out.as_recorded() + held_out.score(recoded)}
+        print(report(name, results[name]["still_prints"], THRESHOLD))
+        print(report_reencoded(name, results[name]["reencoded"], THRESHOLD))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "stress.json").write_text(json.dumps(results, indent=1))
+    print(f"stress: per-clip scores in {args.out / 'stress.json'}")
     return 0
 
 
