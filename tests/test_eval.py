@@ -310,3 +310,28 @@ def test_the_compression_stress_set_keeps_labels_and_reuses_its_clips(tmp_path):
     written = {name: path.stat().st_mtime_ns for name, path in by_name.items()}
     reencoded(tmp_path / "shared", out, frames=8)
     assert {name: path.stat().st_mtime_ns for name, path in by_name.items()} == written
+
+
+def test_a_real_print_video_is_counted_in_the_real_figures():
+    # make eval reads the attack types from the data: the real print videos this project asks for must show up in
+    # the real APCER (and the ACER) the day they are added to ../shared, not be left out of the figures.
+    from tools.eval import report
+
+    items = []
+    for g in range(4):
+        items.append(_clip(f"live{g}", "live", 0.9, {"texture": 0.9}, group=f"s{g}"))
+        items.append(_clip(f"replay{g}", "spoof-replay", 0.1, {"texture": 0.1}, group=f"s{g}"))
+        items.append(_clip(f"print{g}", "spoof-print", 0.9, {"texture": 0.9}, group=f"s{g}"))  # passes as live
+        items.append({**_clip(f"synth{g}", "synthetic-replay", 0.1, {"texture": 0.1}, group=f"s{g}"),
+                      "synthetic": True})
+    for it in items:
+        it.update(average=float(np.mean(it["cnn"])), cue_ms_per_frame=1.0, model_ms_per_frame=5.0)
+        it["cues"] = {k: {**v, "detail": {}} for k, v in it["cues"].items()}
+    raw = {"bundled": {"items": items, "threshold": 0.5, "liveness_model": "antispoof", "liveness_variant": "int8",
+                       "fusion": "mean"}}
+    conf = report.build(raw)["bundled"]
+    real = conf["sets"]["daemon (shipped fusion, in-sample)"]["real"]["at_threshold"]
+    assert set(real["apcer"]) == {"spoof-print", "spoof-replay"}
+    assert real["apcer"]["spoof-print"]["accepted"] == 4 and real["apcer"]["spoof-replay"]["accepted"] == 0
+    assert real["acer"] == pytest.approx(0.5)  # BPCER 0, the prints' APCER 100 %
+    assert conf["data"]["real_attack_videos"] == 8

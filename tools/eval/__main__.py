@@ -31,8 +31,6 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL_TYPES = ["spoof-replay"]
-SYNTH_TYPES = ["synthetic-print", "synthetic-replay"]
 
 
 def code_key() -> str:

@@ -296,19 +296,20 @@ def write_fusion(raw: dict, path) -> None:
     import json
     from pathlib import Path
 
-    from .report import REAL_TYPES, SYNTH_TYPES
+    from .report import attack_types
 
     entries = []
     for name, data in raw.items():
         if name not in MATCH:  # a measured-only configuration (e.g. livenessnet): nothing ships for it
             continue
         items = [it for it in data["items"] if usable(it)]
+        real_types, synth_types = attack_types(items)
         fusion, info = fit_selected(items)
         cv = loso_scores(items)
         train = {it["file"]: clip_average(fusion, it) for it in items}
         real = [it for it in items if not it["synthetic"]]
         synth = [it for it in items if it["synthetic"] or is_live(it)]
-        parts = (("real", real, REAL_TYPES), ("synthetic", synth, SYNTH_TYPES))
+        parts = (("real", real, real_types), ("synthetic", synth, synth_types))
         cv_figs = {part: metrics.figures(sub, cv, THRESHOLD, types) for part, sub, types in parts}
         train_figs = {part: metrics.figures(sub, train, THRESHOLD, types) for part, sub, types in parts}
         entries.append({
@@ -325,21 +326,21 @@ def write_fusion(raw: dict, path) -> None:
                     "fixed_weights": {k: {"weight": v, "penalty_logit_when_fired": FIXED_PENALTY} for k, v in
                                       FIXED.items()}},
             "data": {"live_videos": sum(is_live(it) for it in real),
-                     "real_attack_videos": {t: sum(it["label"] == t for it in real) for t in REAL_TYPES},
-                     "synthetic_attack_videos": {t: sum(it["label"] == t for it in items) for t in SYNTH_TYPES},
+                     "real_attack_videos": {t: sum(it["label"] == t for it in real) for t in real_types},
+                     "synthetic_attack_videos": {t: sum(it["label"] == t for it in items) for t in synth_types},
                      "sources": sorted({it["group"] for it in items})},
             "cv_leave_one_source_out_at_0.95": {
                 part: {"bpcer": round(f["bpcer"], 4), "apcer": {t: round(v["apcer"], 4) for t, v in
                                                                 f["apcer"].items()}, "acer": round(f["acer"], 4)}
                 for part, f in cv_figs.items()},
-            "cv_auc": {t: round(pair_auc(items, cv, t), 4) for t in REAL_TYPES + SYNTH_TYPES},
+            "cv_auc": {t: round(pair_auc(items, cv, t), 4) for t in real_types + synth_types},
             "cv_operating_points": {part: operating_points(sub, cv, types) for part, sub, types in parts},
             "in_sample_at_0.95": {
                 part: {"bpcer": round(f["bpcer"], 4), "apcer": {t: round(v["apcer"], 4) for t, v in
                                                                 f["apcer"].items()}, "acer": round(f["acer"], 4),
                        "lowest_live": round(min(train[it["file"]] for it in sub if is_live(it)), 4)}
                 for part, f, sub in ((p, train_figs[p], s) for p, s, _ in parts)},
-            "in_sample_auc": {t: round(pair_auc(items, train, t), 4) for t in REAL_TYPES + SYNTH_TYPES},
+            "in_sample_auc": {t: round(pair_auc(items, train, t), 4) for t in real_types + synth_types},
         })
     document = {
         "format": 1,

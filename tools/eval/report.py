@@ -6,8 +6,14 @@ import numpy as np
 
 from . import fit, metrics
 
-REAL_TYPES = ["spoof-replay"]
-SYNTH_TYPES = ["synthetic-print", "synthetic-replay"]
+
+def attack_types(videos: list[dict]) -> tuple[list[str], list[str]]:
+    """The attack labels present: real ones (labels.csv: spoof-replay today; spoof-print when a print video arrives)
+    and synthetic ones (tools/synth). Read from the data, so a new kind of real attack clip in ../shared is counted
+    in the figures, not left out of them."""
+    real = sorted({it["label"] for it in videos if not it["synthetic"] and it["label"] != "live"})
+    synthetic = sorted({it["label"] for it in videos if it["synthetic"]})
+    return real, synthetic
 
 
 def _score_sets(items: list[dict]) -> dict[str, dict[str, float | None]]:
@@ -62,6 +68,7 @@ def build(raw: dict) -> dict:
             data = with_aux(data, raw["livenessnet"])
         items = data["items"]
         videos = [it for it in items if it["kind"] == "video"]
+        real_types, synth_types = attack_types(videos)
         real = [it for it in videos if not it["synthetic"]]
         synth = [it for it in videos if it["synthetic"] or it["label"] == "live"]
         threshold = data["threshold"]
@@ -76,15 +83,15 @@ def build(raw: dict) -> dict:
             entry = {}
             # A cue alone is judged at its own decision point 0.5 (its value is not calibrated to 0.95).
             threshold = 0.5 if set_name.startswith("cue:") else data["threshold"]
-            for part, subset, types in (("real", real, REAL_TYPES), ("synthetic", synth, SYNTH_TYPES),
-                                        ("all", videos, REAL_TYPES + SYNTH_TYPES)):
+            for part, subset, types in (("real", real, real_types), ("synthetic", synth, synth_types),
+                                        ("all", videos, real_types + synth_types)):
                 at_cfg = metrics.figures(subset, scores, threshold, types)
                 t2 = metrics.bpcer_threshold(subset, scores)
                 entry[part] = {"at_threshold": at_cfg, "bpcer2_threshold": t2,
                                "at_bpcer2": metrics.figures(subset, scores, t2, types),
                                "curve": metrics.curve(subset, scores, types)}
             entry["auc"] = {t: fit.pair_auc(videos, {k: v for k, v in scores.items() if v is not None}, t)
-                            for t in REAL_TYPES + SYNTH_TYPES}
+                            for t in real_types + synth_types}
             conf["sets"][set_name] = entry
             conf["per_clip"][set_name] = {k: (None if v is None else round(float(v), 4)) for k, v in scores.items()}
         for it in videos:
