@@ -12,7 +12,7 @@ WITHOUT the clip's source (``fit_selected`` on the clips ``make eval`` collected
   cues saw, and how many are accepted at the threshold.
 - The real clips re-encoded (REENCODINGS: x264 at a higher CRF, as a low-bitrate camera or upload would send them,
   and at half size), labels unchanged: a live clip stays live and a replay stays a replay. Printed: per encoding, how
-  many live clips are refused and how many real replays accepted, and each clip's score beside its score as recorded.
+  many live clips are refused and how many real attacks (replays here) accepted, and each clip's score beside its score as recorded.
 
 Every clip's row (score, CNN mean, cue values) also goes to eval/out/stress.json.
 """
@@ -127,7 +127,7 @@ def report(name: str, rows: list[dict], threshold: float) -> str:
 def report_reencoded(name: str, rows: list[dict], threshold: float) -> str:
     encodings = ["as recorded", *REENCODINGS]
     lines = [f"{name}: the real clips re-encoded, at {threshold} (an error counts as a refusal)",
-             f"    {'encoding':12s} {'live refused':>13s} {'replays accepted':>17s}"]
+             f"    {'encoding':12s} {'live refused':>13s} {'attacks accepted':>17s}"]
     for enc in encodings:
         of = [r for r in rows if r["encoding"] == enc]
         live = [r for r in of if r["label"] == "live"]
