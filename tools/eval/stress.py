@@ -12,7 +12,8 @@ WITHOUT the clip's source (``fit_selected`` on the clips ``make eval`` collected
   cues saw, and how many are accepted at the threshold.
 - The real clips re-encoded (REENCODINGS: x264 at a higher CRF, as a low-bitrate camera or upload would send them,
   and at half size), labels unchanged: a live clip stays live and a replay stays a replay. Printed: per encoding, how
-  many live clips are refused and how many real attacks (replays here) accepted, and each clip's score beside its score as recorded.
+  many live clips are refused and how many real attacks (replays here) accepted, and each clip's score beside its
+  score as recorded.
 
 Every clip's row (score, CNN mean, cue values) also goes to eval/out/stress.json.
 """
