@@ -296,20 +296,18 @@ def write_fusion(raw: dict, path) -> None:
     import json
     from pathlib import Path
 
-    from .report import attack_types
+    from .report import parts as split_parts
 
     entries = []
     for name, data in raw.items():
         if name not in MATCH:  # a measured-only configuration (e.g. livenessnet): nothing ships for it
             continue
         items = [it for it in data["items"] if usable(it)]
-        real_types, synth_types = attack_types(items)
         fusion, info = fit_selected(items)
         cv = loso_scores(items)
         train = {it["file"]: clip_average(fusion, it) for it in items}
-        real = [it for it in items if not it["synthetic"]]
-        synth = [it for it in items if it["synthetic"] or is_live(it)]
-        parts = (("real", real, real_types), ("synthetic", synth, synth_types))
+        parts = split_parts(items)
+        (_, real, real_types), (_, _, synth_types) = parts
         cv_figs = {part: metrics.figures(sub, cv, THRESHOLD, types) for part, sub, types in parts}
         train_figs = {part: metrics.figures(sub, train, THRESHOLD, types) for part, sub, types in parts}
         entries.append({

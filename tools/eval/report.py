@@ -7,13 +7,14 @@ import numpy as np
 from . import fit, metrics
 
 
-def attack_types(videos: list[dict]) -> tuple[list[str], list[str]]:
-    """The attack labels present: real ones (labels.csv: spoof-replay today; spoof-print when a print video arrives)
-    and synthetic ones (tools/synth). Read from the data, so a new kind of real attack clip in ../shared is counted
-    in the figures, not left out of them."""
-    real = sorted({it["label"] for it in videos if not it["synthetic"] and it["label"] != "live"})
-    synthetic = sorted({it["label"] for it in videos if it["synthetic"]})
-    return real, synthetic
+def parts(videos: list[dict]) -> tuple[tuple[str, list[dict], list[str]], ...]:
+    """("real", the real videos, their attack labels) and ("synthetic", the live videos with the synthetic attacks,
+    those attacks' labels). The labels are read from the data (spoof-replay today; spoof-print when a real print
+    video arrives), so a new kind of real attack clip in ../shared is counted in the figures, not left out of them."""
+    real = [it for it in videos if not it["synthetic"]]
+    synth = [it for it in videos if it["synthetic"] or it["label"] == "live"]
+    return (("real", real, sorted({it["label"] for it in real if it["label"] != "live"})),
+            ("synthetic", synth, sorted({it["label"] for it in synth if it["synthetic"]})))
 
 
 def _score_sets(items: list[dict]) -> dict[str, dict[str, float | None]]:
@@ -68,9 +69,8 @@ def build(raw: dict) -> dict:
             data = with_aux(data, raw["livenessnet"])
         items = data["items"]
         videos = [it for it in items if it["kind"] == "video"]
-        real_types, synth_types = attack_types(videos)
-        real = [it for it in videos if not it["synthetic"]]
-        synth = [it for it in videos if it["synthetic"] or it["label"] == "live"]
+        split = parts(videos)
+        (_, real, real_types), (_, _, synth_types) = split
         threshold = data["threshold"]
         conf = {"liveness_model": data["liveness_model"], "variant": data["liveness_variant"],
                 "fusion_in_daemon": data["fusion"], "threshold": threshold,
@@ -83,8 +83,7 @@ def build(raw: dict) -> dict:
             entry = {}
             # A cue alone is judged at its own decision point 0.5 (its value is not calibrated to 0.95).
             threshold = 0.5 if set_name.startswith("cue:") else data["threshold"]
-            for part, subset, types in (("real", real, real_types), ("synthetic", synth, synth_types),
-                                        ("all", videos, real_types + synth_types)):
+            for part, subset, types in (*split, ("all", videos, real_types + synth_types)):
                 at_cfg = metrics.figures(subset, scores, threshold, types)
                 t2 = metrics.bpcer_threshold(subset, scores)
                 entry[part] = {"at_threshold": at_cfg, "bpcer2_threshold": t2,
