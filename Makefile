@@ -5,7 +5,17 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv run test lint bench models eval clean
+.PHONY: all venv run test lint bench models eval clean browser-deps
+
+# $(call apt_ensure,PKGS): apt-get install the Debian packages in PKGS that are missing (root, as in CI); a no-op
+# when all are there.
+define apt_ensure
+@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+    echo "installing: $$missing"; \
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+fi
+endef
 
 all: test
 
@@ -36,9 +46,15 @@ $(TFLITE_STAMP): constraints-tflite.txt
 	($(PYTHON) -m venv $(TFLITE_VENV) && $(TFLITE_VENV)/bin/pip install -q -r constraints-tflite.txt && touch $@) \
 	  || (rm -rf $(TFLITE_VENV); echo "make: no tflite-runtime wheel for this Python; its fallback test will skip")
 
-## make test: the whole suite (skips what needs ../shared when it is absent)
-test: $(STAMP) $(TESTDATA) $(TFLITE_STAMP)
-	$(PY) -m pytest -q
+# The demo page's browser tests drive Debian's Chromium (test-only; never a runtime dependency of the .deb).
+BROWSER_PKGS := chromium chromium-driver
+
+browser-deps:
+	$(call apt_ensure,$(BROWSER_PKGS))
+
+## make test: the whole suite (skips what needs ../shared when it is absent; the browser tests must run)
+test: $(STAMP) $(TESTDATA) $(TFLITE_STAMP) browser-deps
+	LIVENESS_EDGE_REQUIRE_BROWSER=1 $(PY) -m pytest -q
 
 ## make lint: undefined/unused names and syntax errors (ruff, a dev-only tool)
 lint: $(STAMP)

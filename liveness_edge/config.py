@@ -196,6 +196,7 @@ SCHEMA: dict[str, Any] = {
         "queue": (_int(0, 1024), 4),
         "read-timeout": (parse_duration, "30s"),
         "drain-timeout": (parse_duration, "20s"),
+        "demo-page": (_bool, True),
     },
     "cache": {
         "max-entries": (_int(1, 10_000_000), 10000),
@@ -275,6 +276,7 @@ class ServerConfig:
     queue: int
     read_timeout: float
     drain_timeout: float
+    demo_page: bool = True
 
 
 @dataclass(frozen=True)
@@ -459,6 +461,7 @@ def _build(raw: dict, source: str) -> Config:
             queue=server["queue"],
             read_timeout=server["read-timeout"],
             drain_timeout=server["drain-timeout"],
+            demo_page=server["demo-page"],
         ),
         cache=CacheConfig(raw["cache"]["max-entries"], raw["cache"]["ttl"]),
         token_file=_resolve(raw["auth"]["token-file"], base) if raw["auth"]["token-file"] else None,

@@ -21,11 +21,7 @@ endif
 .PHONY: deb deb-deps deb-wheels deb-test deb-clean
 
 deb-deps:
-	@missing=$$(for p in $(DEB_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    echo "installing: $$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_ensure,$(DEB_TOOLS))
 
 $(WHEELHOUSE)/.complete: constraints.txt pyproject.toml tools/deb/platforms.sh | $(STAMP)
 	mkdir -p $(WHEELHOUSE)

@@ -29,6 +29,8 @@ from ..errors import BadParam, Busy, LivenessError, NotFound, StartupError, Unau
 from ..models import ModelSet
 from ..pipeline import ClipResult, Options, Pipeline
 from . import errors as http_errors
+from .demo import HEADERS as DEMO_HEADERS
+from .demo import DemoPage
 from .metrics import Metrics
 
 log = logging.getLogger("liveness_edge.access")
@@ -152,6 +154,7 @@ class Service:
             "admission: %d clip(s) at once, %d waiting, %d workers (one kept free for /health and /metrics)",
             self.admission.slots, self.admission.queue, cfg.server.workers)
         self.token = _read_token(cfg)
+        self.demo = DemoPage() if cfg.server.demo_page else None
         self.completed = 0  # requests that left a handler, for the idle memory trim
         self._running: dict[int, float] = {}  # handler entry times (monotonic), for the watchdog's stuck check
         self._tokens = itertools.count()
@@ -176,6 +179,9 @@ class Service:
         app.route("/v1/detections/<detection_id>", "GET", self._wrap("detections", self.detection))
         app.route("/health", "GET", self._wrap("health", self.health, public=True))
         app.route("/metrics", "GET", self._wrap("metrics", self.metrics_page))
+        if self.demo is not None:
+            app.route("/", "GET", self._wrap("demo", lambda: self.demo_asset("index.html"), public=True))
+            app.route("/demo/<name>", "GET", self._wrap("demo", self.demo_asset, public=True))
         for status in (400, 404, 405, 413, 500):
             app.error(status)(self._bottle_error)
         return _Outer(app, self)
@@ -345,7 +351,23 @@ class Service:
             "delegate": self.models.backend.describe() if self.models else None,
             "models": [info.as_dict() for info in self.models.infos] if self.models else [],
             "cache_entries": len(self.cache) if self.cache is not None else 0,
+            # What a client needs to read an answer, or to size a clip before sending it (the demo page shows them).
+            "liveness_threshold": self.cfg.liveness_threshold,
+            "min_selected_frames": self.cfg.min_selected_frames,
+            "max_decoded_frames": self.cfg.max_decoded_frames,
+            "limits": {"video-size": self.cfg.limits.video_size,
+                       "video-length-sec": self.cfg.limits.video_length_sec,
+                       "video-fps": self.cfg.limits.video_fps,
+                       "video-width-px": self.cfg.limits.video_width_px,
+                       "video-height-px": self.cfg.limits.video_height_px},
         }).encode()
+
+    def demo_asset(self, name: str) -> bytes:
+        asset = self.demo.asset(name)
+        for header, value in DEMO_HEADERS.items():
+            bottle.response.set_header(header, value)
+        bottle.response.content_type = asset.content_type
+        return asset.body
 
     def metrics_page(self) -> bytes:
         if self.cache is not None:

@@ -313,6 +313,10 @@ def scenario(root: Root, deb: Path, deb2: Path, native: bool) -> None:
         check(d.uid() == int(root.sh("id -u liveness-edge").stdout), "the daemon runs as liveness-edge")
         status, body = http("GET", f"{base}/health")
         check(status == 200 and json.loads(body)["status"] == "ok", f"GET /health: {status}")
+        # The demo page's files are package data inside the wheel: a build that left them out would not start.
+        pages = [http("GET", f"{base}{path}") for path in ("/", "/demo/demo.js", "/demo/demo.css")]
+        check(all(status == 200 for status, _ in pages) and b"/demo/demo.js?v=" in pages[0][1],
+              f"GET / and its assets (the demo page): {[status for status, _ in pages]}")
         if CLIP.is_file():
             t0 = time.monotonic()
             status, body = http("POST", f"{base}/v1/liveness?return_detection=true", CLIP.read_bytes(), "video/mp4")
