@@ -28,13 +28,25 @@ from .errors import BadVideo, UnsupportedMediaType, VideoLimitsExceeded
 
 log = logging.getLogger(__name__)
 
-#: Content types accepted on POST /v1/liveness. octet-stream (and the container types) are sniffed by FFmpeg's probe.
+#: Content types accepted on POST /v1/liveness. The container is always sniffed by FFmpeg's probe, whatever the type
+#: says; the list names what kiosks, phones and IP cameras send: MP4/MOV, WebM/MKV, MPEG-TS (RTSP and HLS
+#: recordings), AVI (often MJPEG), 3GP, MPEG-PS, and raw H.264/H.265 elementary streams.
 ACCEPTED_TYPES = frozenset(
     {
         "video/mp4",
-        "video/webm",
+        "video/x-m4v",
         "video/quicktime",
+        "video/webm",
         "video/x-matroska",
+        "video/mp2t",
+        "video/x-msvideo",
+        "video/avi",
+        "video/msvideo",
+        "video/3gpp",
+        "video/3gpp2",
+        "video/mpeg",
+        "video/h264",
+        "video/h265",
         "application/octet-stream",
     }
 )
@@ -46,17 +58,24 @@ _YUV420 = {"yuv420p", "yuvj420p"}
 
 def check_content_type(content_type: str | None) -> None:
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media not in ACCEPTED_TYPES:
+    if media in ACCEPTED_TYPES:
+        return
+    if media.startswith("multipart/"):
+        # The commonest integration slip (curl -F, an HTML form): say what to do instead of listing types.
         raise UnsupportedMediaType(
-            f"Content-Type {media or '(none)'!r} is not accepted; send the clip as one of "
-            + ", ".join(sorted(ACCEPTED_TYPES)),
-            param="Content-Type",
-        )
+            f"Content-Type {media!r}: send the clip itself as the request body (curl --data-binary @clip.mp4 "
+            "-H 'Content-Type: video/mp4'), not a form", param="Content-Type")
+    raise UnsupportedMediaType(
+        f"Content-Type {media or '(none)'!r} is not accepted; send the clip as one of "
+        + ", ".join(sorted(ACCEPTED_TYPES)),
+        param="Content-Type",
+    )
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One decoded frame. ``index`` is 0-based in decode order; ``ts`` is its presentation time in seconds."""
+    """One decoded frame. ``index`` is 0-based in decode order; ``ts`` is its presentation time in seconds
+    from the first decoded frame."""
 
     index: int
     ts: float
@@ -176,7 +195,10 @@ class Decoder:
                 if ts is None:
                     ts = self.frames_decoded / self.info.fps if self.info.fps else 0.0
                 first_ts = ts if first_ts is None else first_ts
-                self._check_frame(video_frame, ts - first_ts)
+                # Seconds from the clip's first frame: MPEG-TS/PS clips from cameras start at an arbitrary clock
+                # value (often hours in), which means nothing to the caller.
+                ts -= first_ts
+                self._check_frame(video_frame, ts)
                 frame = Frame(self.frames_decoded, ts, video_frame.width, video_frame.height, video_frame,
                               int(getattr(video_frame, "rotation", 0) or 0) % 360, self.reformatter)
                 self.frames_decoded += 1

@@ -52,8 +52,10 @@ def blank_frames(count: int, width: int, height: int) -> list[np.ndarray]:
 
 
 def encode(frames: list[np.ndarray], fps: float = 30, container: str = "mp4", codec: str = "libx264",
-           pix_fmt: str = "yuv420p", time_base: Fraction | None = None, pts_step: int | None = None) -> bytes:
-    """Encode RGB frames into a clip in memory. ``pts_step`` overrides the timestamp spacing (to fake rates)."""
+           pix_fmt: str = "yuv420p", time_base: Fraction | None = None, pts_step: int | None = None,
+           pts_start: int = 0) -> bytes:
+    """Encode RGB frames into a clip in memory. ``pts_step`` overrides the timestamp spacing (to fake rates), and
+    ``pts_start`` the first timestamp (a camera's running clock), both in ``time_base`` units."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=container) as out:
         rate = Fraction(fps).limit_denominator(1001)
@@ -67,7 +69,7 @@ def encode(frames: list[np.ndarray], fps: float = 30, container: str = "mp4", co
         for i, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             if pts_step is not None:
-                frame.pts = i * pts_step
+                frame.pts = pts_start + i * pts_step
                 frame.time_base = time_base
             for packet in stream.encode(frame):
                 out.mux(packet)

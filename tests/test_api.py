@@ -5,12 +5,13 @@ import http.client
 import json
 import socket
 import urllib.parse
+from fractions import Fraction
 
 import cv2
 import numpy as np
 import pytest
 
-from media import blank_frames, encode, face_clip
+from media import blank_frames, encode, face_clip, face_frames
 
 SEED_KEYS = {"alive", "average_liveness", "best_face"}
 FACE_KEYS = {"liveness", "quality", "bbox", "frame_no", "frame_ts"}
@@ -82,6 +83,25 @@ def test_webm_and_octet_stream_are_sniffed(daemon):
         assert status == 200, body
     status, _, body = daemon.post_clip(face_clip(frames=12, container="mov"), content_type="video/quicktime")
     assert status == 200, body
+
+
+def test_camera_recordings_mpegts_and_mjpeg_avi_are_answered_with_times_from_the_clip_start(daemon):
+    # An MPEG-TS recording as an IP camera cuts it: its 90 kHz clock is 2 hours in at the first frame.
+    mpegts = encode(face_frames(12, 640, 480), container="mpegts", time_base=Fraction(1, 90000), pts_step=3000,
+                    pts_start=2 * 3600 * 90000)
+    for clip, content_type in ((mpegts, "video/mp2t"),
+                               (face_clip(frames=12, container="avi", codec="mjpeg", pix_fmt="yuvj420p"),
+                                "video/x-msvideo")):
+        status, _, body = daemon.post_clip(clip, "return_frames=true", content_type=content_type)
+        assert status == 200, body
+        # The answer counts from the first frame.
+        assert [f["frame_ts"] for f in body["frames"][:2]] == [0.0, pytest.approx(1 / 30, abs=1e-3)]
+
+
+def test_a_form_upload_gets_415_saying_what_to_send(daemon, clip):
+    status, _, body = daemon.post_clip(clip, content_type="multipart/form-data; boundary=xyz")
+    assert_error(status, body, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert "--data-binary" in body["desc"]
 
 
 @pytest.mark.parametrize("query, param", [("return_photo=yes", "return_photo"), ("retrun_photo=true", "retrun_photo"),

@@ -107,15 +107,49 @@ def test_small_rgb_keeps_aspect():
 
 
 @pytest.mark.parametrize("value", ["video/mp4", "video/webm", "video/quicktime", "video/x-matroska",
-                                   "application/octet-stream", "Video/MP4; codecs=avc1"])
+                                   "application/octet-stream", "Video/MP4; codecs=avc1", "video/mp2t",
+                                   "video/x-msvideo", "video/3gpp", "video/h264", "video/webm;codecs=vp8"])
 def test_accepted_content_types(value):
     check_content_type(value)
+
+
+# What cameras, phones and browsers send, as they send it: container x codec (pixel format).
+CAMERA_FORMATS = [
+    ("mp4", "libx264", "yuv420p"),      # phones, most kiosks
+    ("mp4", "libx265", "yuv420p"),      # newer IP cameras (H.265 in MP4)
+    ("mpegts", "libx264", "yuv420p"),   # RTSP / HLS recordings
+    ("avi", "mjpeg", "yuvj420p"),       # USB webcams, older IP cameras
+    ("3gp", "libx264", "yuv420p"),      # older phones
+    ("h264", "libx264", "yuv420p"),     # a raw Annex B elementary stream, no container
+    ("webm", "libvpx", "yuv420p"),      # browsers' MediaRecorder (VP8)
+    ("webm", "libvpx-vp9", "yuv420p"),  # browsers' MediaRecorder (VP9)
+    ("mp4", "libsvtav1", "yuv420p"),    # AV1
+    ("mpeg", "mpeg2video", "yuv420p"),  # MPEG-PS from older DVRs
+    ("avi", "mpeg4", "yuv420p"),        # MPEG-4 Part 2 (older cameras and DVRs)
+]
+
+
+@pytest.mark.parametrize("container,codec,pix_fmt", CAMERA_FORMATS, ids=lambda v: str(v))
+def test_camera_formats_decode_with_their_timestamps(container, codec, pix_fmt):
+    frames, decoder = decode_all(encode(blank_frames(12, 320, 240), container=container, codec=codec,
+                                        pix_fmt=pix_fmt))
+    assert len(frames) == 12 and decoder.frames_decoded == 12
+    assert full_bgr(frames[0]).shape == (240, 320, 3)
+    # A raw elementary stream has no timestamps of its own; FFmpeg's 25 fps default stands in for them.
+    step = 1 / 25 if container == "h264" else 1 / 30
+    assert [round(f.ts, 3) for f in frames[:3]] == [0, round(step, 3), round(2 * step, 3)]
 
 
 @pytest.mark.parametrize("value", [None, "", "text/plain", "image/jpeg", "multipart/form-data"])
 def test_refused_content_types(value):
     with pytest.raises(UnsupportedMediaType):
         check_content_type(value)
+
+
+def test_a_form_upload_is_told_to_send_the_clip_as_the_body():
+    with pytest.raises(UnsupportedMediaType) as err:
+        check_content_type("multipart/form-data; boundary=x")
+    assert "send the clip itself as the request body" in err.value.desc and err.value.param == "Content-Type"
 
 
 def test_decode_thread_reports_its_own_decode_and_downscale_time():
