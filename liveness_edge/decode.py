@@ -51,6 +51,12 @@ ACCEPTED_TYPES = frozenset(
     }
 )
 
+# Codecs the liveness cues are known to misread (docs/accuracy.md, "Clips compressed harder or smaller"): JPEG
+# quantises the off-axis DCT coefficients much harder than the on-axis ones, and `texture` reads what is left on the
+# axes as a screen's pixel grid, so most live people are refused. Decoded all the same; the log says so once.
+MISREAD_CODECS = {"mjpeg": "MJPEG"}
+_warned_codecs: set[str] = set()
+
 # Frame rates are rationals in containers (30000/1001, 1350/61): allow rounding noise above the configured limit.
 _FPS_TOLERANCE = 1.01
 _YUV420 = {"yuv420p", "yuvj420p"}
@@ -119,6 +125,14 @@ def _check_size(width: int, height: int, limits: Limits) -> None:
         )
 
 
+def _warn_once_about(codec: str) -> None:
+    if codec in MISREAD_CODECS and codec not in _warned_codecs:
+        _warned_codecs.add(codec)
+        log.warning("clips arrive as %s: the texture cue reads its compression as a screen, so most live people "
+                    "will be refused; send H.264, H.265, VP8 or VP9 at a good bitrate (README, Accuracy). "
+                    "Said once per start.", MISREAD_CODECS[codec])
+
+
 def _stream_fps(stream) -> float:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     return float(rate) if rate else 0.0
@@ -152,6 +166,7 @@ class Decoder:
             if self.stream.codec_context is None:  # a corrupt codec tag: PyAV has no decoder for the stream
                 raise BadVideo("the video stream's codec is unknown or has no decoder")
             self.info = self._check_metadata()
+            _warn_once_about(self.stream.codec_context.name)
         except BaseException:
             self.container.close()
             raise

@@ -164,3 +164,16 @@ def test_decode_thread_reports_its_own_decode_and_downscale_time():
     small, scale = pairs[0][1]
     assert max(small.shape[:2]) <= 128 and 0 < scale <= 1
     assert spent["decode"] > 0 and spent["downscale"] > 0
+
+
+def test_mjpeg_is_decoded_and_the_log_warns_once_that_it_is_misread(caplog, monkeypatch):
+    import liveness_edge.decode as decode
+
+    monkeypatch.setattr(decode, "_warned_codecs", set())
+    mjpeg = encode(blank_frames(3, 160, 120), container="avi", codec="mjpeg", pix_fmt="yuvj420p")
+    with caplog.at_level("WARNING", logger="liveness_edge.decode"):
+        for _ in range(3):
+            assert len(decode_all(mjpeg)[0]) == 3
+        decode_all(encode(blank_frames(3, 160, 120)))  # H.264: nothing to say
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "clips arrive as MJPEG" in warnings[0] and "H.264" in warnings[0]

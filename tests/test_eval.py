@@ -307,6 +307,8 @@ def test_the_compression_stress_set_keeps_labels_and_reuses_its_clips(tmp_path):
     by_name = {e["encoding"]: e["path"] for e in entries}
     assert size(by_name["crf28"]) == (160, 120) and size(by_name["half"]) == (80, 60)
     assert by_name["crf33"].stat().st_size < by_name["crf28"].stat().st_size  # a higher CRF keeps less
+    with av.open(str(by_name["mjpeg"])) as container:  # the webcam stream: MJPEG in AVI, full size
+        assert container.streams.video[0].codec_context.name == "mjpeg" and size(by_name["mjpeg"]) == (160, 120)
     written = {name: path.stat().st_mtime_ns for name, path in by_name.items()}
     reencoded(tmp_path / "shared", out, frames=8)
     assert {name: path.stat().st_mtime_ns for name, path in by_name.items()} == written

@@ -11,7 +11,7 @@ WITHOUT the clip's source (``fit_selected`` on the clips ``make eval`` collected
   motion scaled to STILL, its own seeds, cached in .cache/synth/still-<STILL>/). Printed: each clip's score, what the
   cues saw, and how many are accepted at the threshold.
 - The real clips re-encoded (REENCODINGS: x264 at a higher CRF, as a low-bitrate camera or upload would send them,
-  and at half size), labels unchanged: a live clip stays live and a replay stays a replay. Printed: per encoding, how
+  at half size, and as a webcam's MJPEG), labels unchanged: a live clip stays live and a replay stays a replay. Printed: per encoding, how
   many live clips are refused and how many real attacks (replays here) accepted, and each clip's score beside its
   score as recorded.
 
@@ -32,9 +32,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 STILL = 0.02  # share of the hand-held pose tracks kept: sub-degree sway, under planarity's 1 % motion gate
 LABEL = "still-print"
-# name -> (x264 CRF, scale). CRF 23 is x264's default (what tools/synth writes); 28 and 33 are what a camera or an
-# upload at a low bitrate looks like. Half size: a camera further away or a smaller stream.
-REENCODINGS = {"crf28": (28, 1.0), "crf33": (33, 1.0), "half": (23, 0.5)}
+# name -> (codec, quality, scale). x264 at a CRF: 23 is its default (what tools/synth writes); 28 and 33 are what a
+# camera or an upload at a low bitrate looks like. Half size: a camera further away or a smaller stream. MJPEG at a
+# fixed quantiser of 4 (about JPEG quality 90): what a USB webcam or an older IP camera streams, good quality but in
+# 8x8 blocks.
+REENCODINGS = {"crf28": ("x264", 28, 1.0), "crf33": ("x264", 33, 1.0), "half": ("x264", 23, 0.5),
+               "mjpeg": ("mjpeg", 4, 1.0)}
 REENCODE_VERSION = 1  # bump when the re-encoding changes: cached clips are rewritten
 
 
@@ -66,10 +69,11 @@ def reencoded(shared: Path, out: Path, frames: int = 40) -> list[dict]:
     entries = []
     for row in rows:
         source = functools.cache(functools.partial(read_frames, shared / "data" / row["file"], frames))
-        for name, (crf, scale) in REENCODINGS.items():
-            path = out / f"reencode-{name}" / f"{Path(row['file']).stem}.mp4"
-            wanted = {"version": REENCODE_VERSION, "from": row["file"], "crf": crf, "scale": scale}
-            cached_clip(path, wanted, lambda p: write_clip(p, resized(source()[0], scale), source()[1], crf))
+        for name, (codec, quality, scale) in REENCODINGS.items():
+            how = {"mjpeg_q": quality} if codec == "mjpeg" else {"crf": quality}
+            path = out / f"reencode-{name}" / f"{Path(row['file']).stem}.{'avi' if codec == 'mjpeg' else 'mp4'}"
+            wanted = {"version": REENCODE_VERSION, "from": row["file"], "scale": scale, **how}
+            cached_clip(path, wanted, lambda p: write_clip(p, resized(source()[0], scale), source()[1], **how))
             entries.append({"file": row["file"], "path": path, "label": row["label"], "kind": "video",
                             "synthetic": False, "group": group_of(row), "encoding": name})
     return entries

@@ -61,20 +61,30 @@ def read_frames(path: Path, count: int) -> tuple[list[np.ndarray], float]:
     return frames, min(max(fps, 10.0), 30.0)
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: float, crf: int = 23) -> None:
+def write_clip(path: Path, frames: list[np.ndarray], fps: float, crf: int = 23, mjpeg_q: int | None = None) -> None:
+    """H.264 in MP4 at ``crf``; or, with ``mjpeg_q``, MJPEG in AVI at that fixed quantiser (2 best .. 31; a USB
+    webcam's or an older IP camera's stream)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = frames[0].shape[:2]
     width, height = width - width % 2, height - height % 2
-    tmp = path.with_suffix(".tmp.mp4")
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(round(fps * 1000), 1000))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        # The synthetic attacks must be the same clips on every machine and run, so x264 runs reproducibly: one
-        # thread, lookahead included (with more, the bytes depend on thread timing; codec_context.thread_count alone
-        # did not stop that), and no macroblock-tree rate control (with it, the same frames encoded differently from
-        # run to run even on one thread, on the replay clips). CRF, B-frames and adaptive quantisation stay on.
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
-                          "x264-params": "threads=1:lookahead-threads=1:mbtree=0"}
+    tmp = path.with_name(path.name + ".tmp")
+    with av.open(str(tmp), "w", format="avi" if mjpeg_q else "mp4") as container:
+        rate = Fraction(round(fps * 1000), 1000)
+        if mjpeg_q:
+            stream = container.add_stream("mjpeg", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+            stream.options = {"qmin": str(mjpeg_q), "qmax": str(mjpeg_q)}
+            stream.codec_context.bit_rate = 10 ** 9  # the quantiser, not a bitrate, sets the quality
+        else:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            # The synthetic attacks must be the same clips on every machine and run, so x264 runs reproducibly: one
+            # thread, lookahead included (with more, the bytes depend on thread timing; codec_context.thread_count
+            # alone did not stop that), and no macroblock-tree rate control (with it, the same frames encoded
+            # differently from run to run even on one thread, on the replay clips). CRF, B-frames and adaptive
+            # quantisation stay on.
+            stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1",
+                              "x264-params": "threads=1:lookahead-threads=1:mbtree=0"}
         for image in frames:
             out = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
             for packet in stream.encode(out):
