@@ -166,6 +166,10 @@ def test_browser_chooses_a_file_and_sees_the_daemons_answer(browser, daemon, tmp
     assert cues == list(expected["cues"])
     shown = json.loads(browser.find_element("id", "json").get_attribute("textContent"))
     assert shown["best_face"]["photo"].startswith("<JPEG,") and shown["alive"] == expected["alive"]
+    # The same request, for the integrator to copy: the flags ticked on the page.
+    curl = browser.find_element("id", "curl").text
+    assert "--data-binary @clip.mp4" in curl
+    assert f"{daemon.url}/v1/liveness?return_photo=true&return_normalized=true&return_frames=true" in curl
     assert console_errors(browser) == []  # the CSP blocked nothing the page needs
 
 
@@ -251,5 +255,7 @@ def test_browser_with_auth_asks_for_the_token_then_uses_it(browser, tmp_path):
         browser.find_element("id", "token").send_keys(token)
         browser.find_element("id", "send").click()
         wait(browser, 60).until(lambda b: b.find_elements("id", "verdict"))
+        curl = browser.find_element("id", "curl").text
+        assert 'Authorization: Bearer $TOKEN' in curl and token not in curl
     finally:
         d.stop()

@@ -232,7 +232,21 @@ function metaLine(meta) {
   if (meta.status) parts.push(`HTTP ${meta.status}`);
   if (meta.ms !== null) parts.push(`${Math.round(meta.ms)} ms round trip`);
   if (meta.requestId) parts.push(`request ${meta.requestId}`);
-  return el("p", { class: "muted", id: "meta" }, parts.join(" · "));
+  return el("div", {},
+    el("p", { class: "muted", id: "meta" }, parts.join(" · ")),
+    el("p", { class: "muted" }, "The same request from a device or a shell:"),
+    el("pre", { id: "curl" }, curlCommand()));
+}
+
+// What an integrator would run to send the same request (the token as a variable, never the one typed here).
+function curlCommand() {
+  const query = new URLSearchParams();
+  for (const flag of FLAGS) if ($(flag).checked) query.set(flag, "true");
+  const url = `${location.origin}/v1/liveness${query.toString() ? "?" + query : ""}`;
+  const lines = ["curl -H 'Content-Type: video/mp4' --data-binary @clip.mp4"];
+  if ($("token").value.trim()) lines.push('-H "Authorization: Bearer $TOKEN"');
+  lines.push(`'${url}'`);
+  return lines.join(" \\\n     ");
 }
 
 function showAnswer(body, meta) {
