@@ -130,6 +130,15 @@ def wait_for_answer(browser, wait, timeout: float = 90):
     wait(browser, timeout).until(lambda b: b.find_elements("id", "verdict") or b.find_elements("id", "error"))
 
 
+def send_file(browser, daemon, path: Path, host: str = "127.0.0.1"):
+    """Open the page, choose ``path``, press the button and wait for the answer (a verdict or an error)."""
+    wait = open_page(browser, daemon, host)
+    browser.find_element("id", "file").send_keys(str(path))
+    browser.find_element("id", "send").click()
+    wait_for_answer(browser, wait)
+    return wait
+
+
 def console_errors(browser) -> list[str]:
     return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
@@ -140,12 +149,9 @@ def test_browser_chooses_a_file_and_sees_the_daemons_answer(browser, daemon, tmp
     path.write_bytes(clip)
     _, _, expected = daemon.post_clip(clip, "return_frames=true")
 
-    wait = open_page(browser, daemon)
+    send_file(browser, daemon, path)
     assert "threshold 0.95" in browser.find_element("id", "health").text
-    browser.find_element("id", "file").send_keys(str(path))
     assert "face.mp4" in browser.find_element("id", "clip").text
-    browser.find_element("id", "send").click()
-    wait_for_answer(browser, wait)
 
     verdict = browser.find_element("id", "verdict")
     assert verdict.get_attribute("data-alive") == str(expected["alive"]).lower()
@@ -176,10 +182,7 @@ def test_browser_chooses_a_file_and_sees_the_daemons_answer(browser, daemon, tmp
 def test_browser_shows_an_error_with_its_code_and_advice(browser, daemon, tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("not a video\n" * 20)
-    wait = open_page(browser, daemon)
-    browser.find_element("id", "file").send_keys(str(path))
-    browser.find_element("id", "send").click()
-    wait_for_answer(browser, wait)
+    send_file(browser, daemon, path)
     assert browser.find_element("id", "error-code").text == "BAD_VIDEO"
     assert "Send an MP4, WebM, MOV or MKV clip" in browser.find_element("id", "error").text
     assert "HTTP 400" in browser.find_element("id", "meta").text
@@ -190,10 +193,7 @@ def test_browser_shows_why_frames_were_not_enough(browser, daemon, tmp_path):
     path.write_bytes(face_clip(frames=12, width=960, faces=2))
     _, _, expected = daemon.post_clip(path.read_bytes())
     assert expected["code"] == "MULTIPLE_FACES"
-    wait = open_page(browser, daemon)
-    browser.find_element("id", "file").send_keys(str(path))
-    browser.find_element("id", "send").click()
-    wait_for_answer(browser, wait)
+    send_file(browser, daemon, path)
     assert browser.find_element("id", "error-code").text == "MULTIPLE_FACES"
     counts = browser.find_element("id", "error-counts").text
     assert f"{expected['frames_decoded']} frames decoded, 0 selected (at least 10 needed)" in counts
@@ -229,14 +229,11 @@ def _count(metrics: str) -> float:
 def test_browser_off_localhost_explains_why_there_is_no_camera_and_still_checks_files(browser, daemon, tmp_path):
     path = tmp_path / "face.mp4"
     path.write_bytes(face_clip(frames=12))
-    wait = open_page(browser, daemon, host="box.test")
+    send_file(browser, daemon, path, host="box.test")
     assert browser.execute_script("return window.isSecureContext") is False
     assert not browser.find_element("id", "camera-start").is_enabled()
     assert "only on https:// or http://localhost" in browser.find_element("id", "camera-note").text
-    browser.find_element("id", "file").send_keys(str(path))
-    browser.find_element("id", "send").click()
-    wait_for_answer(browser, wait)
-    assert browser.find_elements("id", "verdict")
+    assert browser.find_elements("id", "verdict")  # files are checked all the same
 
 
 def test_browser_with_auth_asks_for_the_token_then_uses_it(browser, tmp_path):
@@ -246,10 +243,7 @@ def test_browser_with_auth_asks_for_the_token_then_uses_it(browser, tmp_path):
     path.write_bytes(face_clip(frames=12))
     d = Daemon(write_config(tmp_path, f'token-file: "{tmp_path / "token"}"'))
     try:
-        wait = open_page(browser, d)
-        browser.find_element("id", "file").send_keys(str(path))
-        browser.find_element("id", "send").click()
-        wait_for_answer(browser, wait)
+        wait = send_file(browser, d, path)
         assert browser.find_element("id", "error-code").text == "UNAUTHORIZED"
         assert "type it into the token field" in browser.find_element("id", "error").text
         browser.find_element("id", "token").send_keys(token)
