@@ -253,3 +253,22 @@ def test_browser_with_auth_asks_for_the_token_then_uses_it(browser, tmp_path):
         assert 'Authorization: Bearer $TOKEN' in curl and token not in curl
     finally:
         d.stop()
+
+
+def test_browser_takes_a_clip_dropped_on_the_page(browser, daemon):
+    import base64
+
+    clip = base64.b64encode(face_clip(frames=12)).decode()
+    wait = open_page(browser, daemon)
+    # What a drag from the file manager delivers: a drop event carrying the file.
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.mp4", {type: "video/mp4"}));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true,
+                                                                             cancelable: true}));
+    """, clip)
+    assert "dropped.mp4" in browser.find_element("id", "clip").text
+    browser.find_element("id", "send").click()
+    wait_for_answer(browser, wait)
+    assert browser.find_elements("id", "verdict")

@@ -102,6 +102,8 @@ function watchFileInputs() {
     const file = event.dataTransfer.files[0];
     if (file) setClip(file, file.name);
   });
+  // A file dropped beside the zone would make the browser leave the page to show it.
+  for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
 }
 
 function cameraUnavailable() {
