@@ -64,6 +64,8 @@ def encode(frames: list[np.ndarray], fps: float = 30, container: str = "mp4", co
         stream.pix_fmt = pix_fmt
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+        elif codec == "libx265":
+            stream.options = {"preset": "ultrafast", "x265-params": "log-level=error"}  # x265 logs to stderr
         if time_base is not None:
             stream.codec_context.time_base = time_base
         for i, image in enumerate(frames):
