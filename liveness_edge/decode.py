@@ -125,12 +125,18 @@ def _check_size(width: int, height: int, limits: Limits) -> None:
         )
 
 
+def codec_note(codec: str) -> str | None:
+    """What a caller should know about clips in ``codec``, if anything (the debug answer and the log say it)."""
+    if codec not in MISREAD_CODECS:
+        return None
+    return (f"{MISREAD_CODECS[codec]}: the texture cue reads its compression as a screen, so most live people will "
+            "be refused; send H.264, H.265, VP8 or VP9 at a good bitrate (README, Accuracy)")
+
+
 def _warn_once_about(codec: str) -> None:
     if codec in MISREAD_CODECS and codec not in _warned_codecs:
         _warned_codecs.add(codec)
-        log.warning("clips arrive as %s: the texture cue reads its compression as a screen, so most live people "
-                    "will be refused; send H.264, H.265, VP8 or VP9 at a good bitrate (README, Accuracy). "
-                    "Said once per start.", MISREAD_CODECS[codec])
+        log.warning("clips arrive as %s. Said once per start.", codec_note(codec))
 
 
 def _stream_fps(stream) -> float:

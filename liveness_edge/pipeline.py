@@ -19,7 +19,7 @@ import numpy as np
 from .cache import DetectionCache, StoredDetection
 from .cues import ClipCue, CueScore
 from .config import Config
-from .decode import Decoder, Frame, Prefetch, full_bgr, small_rgb, upright_size
+from .decode import Decoder, Frame, Prefetch, StreamInfo, codec_note, full_bgr, small_rgb, upright_size
 from .detect import FaceBox
 from .errors import MultipleFaces, NoFace, NotEnoughFrames
 from .cues.registry import default_cues
@@ -79,6 +79,7 @@ class ClipResult:
     frame_scores: tuple[float, ...]  # fused liveness per selected frame
     frames: tuple[dict, ...] = ()  # per selected frame: frame_no, frame_ts, quality, cnn, liveness
     cues: tuple[CueScore, ...] = ()
+    clip: dict | None = None  # with return_frames: what the decoder saw (container, codec, size, rate, length, note)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # the request's thread, adds up to its wall time
     decode_thread_seconds: dict[str, float] = field(default_factory=dict)  # overlapped with the stages above
 
@@ -112,6 +113,14 @@ def _decode_and_downscale(decoder: Decoder, size: int, spent: Counter):
             yield frame, small
     finally:
         frames.close()
+
+
+def _clip_info(info: StreamInfo) -> dict:
+    """The clip as the decoder saw it, for the debug answer: an integrator's first question about a refusal."""
+    clip = {"container": info.container, "codec": info.codec, "width": info.width, "height": info.height,
+            "fps": round(info.fps, 3), "duration": None if info.duration is None else round(info.duration, 3)}
+    note = codec_note(info.codec)
+    return {**clip, "note": note} if note else clip
 
 
 class Pipeline:
@@ -156,6 +165,7 @@ class Pipeline:
                     if best is None or sample.quality.score > best.quality.score:
                         best, best_frame, best_index = sample, frame, len(samples) - 1
             frames_decoded = decoder.frames_decoded
+            clip = _clip_info(decoder.info) if options.return_frames else None
             watch.lap("decode")
         if len(samples) < cfg.min_selected_frames:
             raise self._too_few(frames_decoded, len(samples), dropped)
@@ -181,6 +191,7 @@ class Pipeline:
             frame_scores=tuple(float(s) for s in scores),
             frames=frames,
             cues=cue_scores,
+            clip=clip,
             stage_seconds=dict(watch.totals),
             decode_thread_seconds=dict(thread_spent),
         )

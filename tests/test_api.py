@@ -89,13 +89,18 @@ def test_camera_recordings_mpegts_and_mjpeg_avi_are_answered_with_times_from_the
     # An MPEG-TS recording as an IP camera cuts it: its 90 kHz clock is 2 hours in at the first frame.
     mpegts = encode(face_frames(12, 640, 480), container="mpegts", time_base=Fraction(1, 90000), pts_step=3000,
                     pts_start=2 * 3600 * 90000)
-    for clip, content_type in ((mpegts, "video/mp2t"),
-                               (face_clip(frames=12, container="avi", codec="mjpeg", pix_fmt="yuvj420p"),
-                                "video/x-msvideo")):
+    mjpeg = face_clip(frames=12, container="avi", codec="mjpeg", pix_fmt="yuvj420p")
+    answers = {}
+    for name, clip, content_type in (("mpegts", mpegts, "video/mp2t"), ("mjpeg", mjpeg, "video/x-msvideo")):
         status, _, body = daemon.post_clip(clip, "return_frames=true", content_type=content_type)
         assert status == 200, body
         # The answer counts from the first frame.
         assert [f["frame_ts"] for f in body["frames"][:2]] == [0.0, pytest.approx(1 / 30, abs=1e-3)]
+        answers[name] = body["clip"]
+    # The debug answer says what the decoder saw, and warns about the codec the cues misread.
+    assert answers["mpegts"] == {"container": "mpegts", "codec": "h264", "width": 640, "height": 480, "fps": 30.0,
+                                 "duration": pytest.approx(0.4, abs=0.05)}
+    assert answers["mjpeg"]["codec"] == "mjpeg" and answers["mjpeg"]["note"].startswith("MJPEG: the texture cue")
 
 
 def test_a_form_upload_gets_415_saying_what_to_send(daemon, clip):

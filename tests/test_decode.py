@@ -176,4 +176,4 @@ def test_mjpeg_is_decoded_and_the_log_warns_once_that_it_is_misread(caplog, monk
             assert len(decode_all(mjpeg)[0]) == 3
         decode_all(encode(blank_frames(3, 160, 120)))  # H.264: nothing to say
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "clips arrive as MJPEG" in warnings[0] and "H.264" in warnings[0]
+    assert len(warnings) == 1 and "clips arrive as MJPEG: the texture cue" in warnings[0] and "H.264" in warnings[0]

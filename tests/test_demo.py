@@ -152,6 +152,8 @@ def test_browser_chooses_a_file_and_sees_the_daemons_answer(browser, daemon, tmp
     send_file(browser, daemon, path)
     assert "threshold 0.95" in browser.find_element("id", "health").text
     assert "face.mp4" in browser.find_element("id", "clip").text
+    assert "decoded h264 in mov,mp4,m4a,3gp,3g2,mj2, 640x480, 30.0 fps" in browser.find_element("id", "clip-seen").text
+    assert not browser.find_elements("id", "clip-note")
 
     verdict = browser.find_element("id", "verdict")
     assert verdict.get_attribute("data-alive") == str(expected["alive"]).lower()
@@ -272,3 +274,10 @@ def test_browser_takes_a_clip_dropped_on_the_page(browser, daemon):
     browser.find_element("id", "send").click()
     wait_for_answer(browser, wait)
     assert browser.find_elements("id", "verdict")
+
+
+def test_browser_warns_about_an_mjpeg_clip(browser, daemon, tmp_path):
+    path = tmp_path / "webcam.avi"
+    path.write_bytes(face_clip(frames=12, container="avi", codec="mjpeg", pix_fmt="yuvj420p"))
+    send_file(browser, daemon, path)
+    assert "send H.264, H.265, VP8 or VP9" in browser.find_element("id", "clip-note").text

@@ -131,6 +131,7 @@ def result_json(result: ClipResult) -> dict:
         answer["frames"] = list(result.frames)
         answer["cues"] = {c.name: {"value": None if c.value is None else round(c.value, 6), **c.detail}
                           for c in result.cues}
+        answer["clip"] = result.clip
     return answer
 
 

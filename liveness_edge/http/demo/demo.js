@@ -276,8 +276,18 @@ function showAnswer(body, meta) {
       el("img", { id: "normalized", src: "data:image/png;base64," + face.normalized, alt: "normalized face crop" }),
       el("figcaption", {}, "normalized crop")));
   }
-  $("answer").replaceChildren(verdict, facts, pictures, cuesTable(body.cues), framesTable(body, face.frame_no),
-    rawJson(body), metaLine(meta));
+  $("answer").replaceChildren(verdict, clipNote(body.clip), facts, pictures, cuesTable(body.cues),
+    framesTable(body, face.frame_no), rawJson(body), metaLine(meta));
+}
+
+// What the decoder saw (return_frames), and the daemon's warning when the codec is one the cues misread.
+function clipNote(clip) {
+  if (!clip) return null;
+  const seen = `${clip.codec} in ${clip.container}, ${clip.width}x${clip.height}, ${fixed(clip.fps, 1)} fps` +
+    (clip.duration === null ? "" : `, ${fixed(clip.duration, 1)} s`);
+  return el("div", {},
+    el("p", { class: "muted", id: "clip-seen" }, `The daemon decoded ${seen}.`),
+    clip.note ? el("p", { class: "warn", id: "clip-note" }, clip.note) : null);
 }
 
 // The full frame with the face box drawn over it, in percent so it scales with the image.
