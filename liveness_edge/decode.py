@@ -51,9 +51,10 @@ ACCEPTED_TYPES = frozenset(
     }
 )
 
-# Codecs the liveness cues are known to misread (docs/accuracy.md, "Clips compressed harder or smaller"): JPEG
-# quantises the off-axis DCT coefficients much harder than the on-axis ones, and `texture` reads what is left on the
-# axes as a screen's pixel grid, so most live people are refused. Decoded all the same; the log says so once.
+# Codecs the liveness cues are known to misread (docs/accuracy.md, "Clips compressed harder or smaller"): measured on
+# MJPEG copies of the real clips, `texture` reads JPEG's compression as a screen's pixel grid (likely because JPEG
+# quantises the off-axis DCT coefficients much harder than the on-axis ones), so most live people are refused.
+# Decoded all the same; the log says so once and the debug answer (return_frames) in its ``clip``.
 MISREAD_CODECS = {"mjpeg": "MJPEG"}
 _warned_codecs: set[str] = set()
 
