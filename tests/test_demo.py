@@ -281,3 +281,19 @@ def test_browser_warns_about_an_mjpeg_clip(browser, daemon, tmp_path):
     path.write_bytes(face_clip(frames=12, container="avi", codec="mjpeg", pix_fmt="yuvj420p"))
     send_file(browser, daemon, path)
     assert "send H.264, H.265, VP8 or VP9" in browser.find_element("id", "clip-note").text
+
+
+def test_browser_stores_the_best_face_and_looks_it_up_in_the_cache(browser, daemon, tmp_path):
+    path = tmp_path / "face.mp4"
+    path.write_bytes(face_clip(frames=12))
+    wait = open_page(browser, daemon)
+    browser.find_element("id", "return_detection").click()  # off by default on the page
+    browser.find_element("id", "file").send_keys(str(path))
+    browser.find_element("id", "send").click()
+    wait_for_answer(browser, wait)
+    detection_id = browser.find_element("id", "detection-id").text
+    _, _, stored = daemon.request("GET", f"/v1/detections/{detection_id}")
+    browser.find_element("id", "lookup").click()
+    wait(browser, 10).until(lambda b: b.find_element("id", "stored").text)
+    shown = browser.find_element("id", "stored").text
+    assert "stored" in shown and f"liveness {stored['liveness']:.3f}" in shown and f"frame {stored['frame_no']}" in shown

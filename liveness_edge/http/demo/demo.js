@@ -267,7 +267,10 @@ function showAnswer(body, meta) {
     el("dt", {}, "frame"), el("dd", {}, `${face.frame_no} at ${fixed(face.frame_ts, 2)} s`),
     el("dt", {}, "box"), el("dd", {}, `${face.bbox.left}, ${face.bbox.top} – ${face.bbox.right}, ${face.bbox.bottom}`));
   if (face.detection_id) {
-    facts.append(el("dt", {}, "detection_id"), el("dd", {}, el("code", { id: "detection-id" }, face.detection_id)));
+    const lookup = el("button", { type: "button", id: "lookup" }, "Look it up");
+    lookup.addEventListener("click", () => lookUp(face.detection_id));
+    facts.append(el("dt", {}, "detection_id"),
+      el("dd", {}, el("code", { id: "detection-id" }, face.detection_id), " ", lookup, el("span", { id: "stored" })));
   }
   const pictures = el("div", { class: "pictures" });
   if (face.photo) pictures.append(photoWithBox(face));
@@ -278,6 +281,25 @@ function showAnswer(body, meta) {
   }
   $("answer").replaceChildren(verdict, clipNote(body.clip), facts, pictures, cuesTable(body.cues),
     framesTable(body, face.frame_no), rawJson(body), metaLine(meta));
+}
+
+// GET /v1/detections/{id}: what the detection cache kept of the best face (it survives restarts).
+async function lookUp(id) {
+  const headers = {};
+  const token = $("token").value.trim();
+  if (token) headers.Authorization = "Bearer " + token;
+  let text;
+  try {
+    const response = await fetch(`/v1/detections/${encodeURIComponent(id)}`, { headers, cache: "no-store" });
+    const body = await response.json();
+    text = response.ok
+      ? ` stored ${new Date(body.created * 1000).toLocaleString()}, liveness ${fixed(body.liveness)}, ` +
+        `frame ${body.frame_no}, crop ${Math.round((body.normalized.length * 3) / 4 / 1024)} KiB`
+      : ` ${body.code}: ${body.desc}`;
+  } catch (err) {
+    text = ` the lookup failed: ${err.message}`;
+  }
+  $("stored").textContent = text;
 }
 
 // What the decoder saw (return_frames), and the daemon's warning when the codec is one the cues misread.
