@@ -191,6 +191,12 @@ async function recordAndCheck() {
 
 // ---- asking the daemon ----------------------------------------------------------------------------------------
 
+// The bearer token typed into the page, for the API calls (none when the field is empty).
+function authHeader() {
+  const token = $("token").value.trim();
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
 async function check() {
   if (!state.clip || state.busy) return;
   state.busy = true;
@@ -201,9 +207,7 @@ async function check() {
   const query = new URLSearchParams();
   for (const flag of FLAGS) if ($(flag).checked) query.set(flag, "true");
   // The container is sniffed by the daemon, so the page need not trust the browser's guess at a file's type.
-  const headers = { "Content-Type": "application/octet-stream" };
-  const token = $("token").value.trim();
-  if (token) headers.Authorization = "Bearer " + token;
+  const headers = { "Content-Type": "application/octet-stream", ...authHeader() };
   const started = performance.now();
   try {
     const response = await fetch("/v1/liveness?" + query, { method: "POST", headers, body: state.clip.blob });
@@ -285,9 +289,7 @@ function showAnswer(body, meta) {
 
 // GET /v1/detections/{id}: what the detection cache kept of the best face (it survives restarts).
 async function lookUp(id) {
-  const headers = {};
-  const token = $("token").value.trim();
-  if (token) headers.Authorization = "Bearer " + token;
+  const headers = authHeader();
   let text;
   try {
     const response = await fetch(`/v1/detections/${encodeURIComponent(id)}`, { headers, cache: "no-store" });
