@@ -107,6 +107,19 @@ def _string(value: Any) -> str:
     return value
 
 
+_ORIGIN_RE = re.compile(r"\*|https?://[^/\s,]+")
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    """Browser origins allowed to call the API (CORS): space- or comma-separated, e.g. "http://localhost:3000
+    https://kiosk.local", or "*"; empty = none (a page from another origin cannot read the answers)."""
+    origins = tuple(o for o in re.split(r"[\s,]+", _string(value)) if o)
+    bad = [o for o in origins if not _ORIGIN_RE.fullmatch(o)]
+    if bad:
+        raise ValueError(f"origins like http://localhost:3000 (scheme://host[:port], no path) or *; not {bad[0]!r}")
+    return origins
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("true or false")
@@ -197,6 +210,7 @@ SCHEMA: dict[str, Any] = {
         "read-timeout": (parse_duration, "30s"),
         "drain-timeout": (parse_duration, "20s"),
         "demo-page": (_bool, True),
+        "cors-origins": (_origins, ""),
     },
     "cache": {
         "max-entries": (_int(1, 10_000_000), 10000),
@@ -277,6 +291,7 @@ class ServerConfig:
     read_timeout: float
     drain_timeout: float
     demo_page: bool = True
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -462,6 +477,7 @@ def _build(raw: dict, source: str) -> Config:
             read_timeout=server["read-timeout"],
             drain_timeout=server["drain-timeout"],
             demo_page=server["demo-page"],
+            cors_origins=server["cors-origins"],
         ),
         cache=CacheConfig(raw["cache"]["max-entries"], raw["cache"]["ttl"]),
         token_file=_resolve(raw["auth"]["token-file"], base) if raw["auth"]["token-file"] else None,

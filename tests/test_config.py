@@ -43,6 +43,9 @@ def test_empty_file_gives_the_same_defaults_as_the_shipped_one():
         ("listen: ':99999'\n", "listen", "PORT in 0..65535"),
         ("limits: 5\n", "limits", "a mapping"),
         ("runtime:\n  delegate: tpu\n", "runtime.delegate", "auto, cpu, edgetpu, gpu"),
+        ("server:\n  cors-origins: kiosk.local\n", "server.cors-origins", "not 'kiosk.local'"),
+        ("server:\n  cors-origins: 'http://a.test/app'\n", "server.cors-origins", "no path"),
+        ("server:\n  demo-page: yes please\n", "server.demo-page", "true or false"),
     ],
 )
 def test_bad_values_name_the_key_line_and_expectation(text, key, expected):
@@ -105,3 +108,9 @@ def test_environment_overrides_config_path_and_state_dir(tmp_path, monkeypatch):
 def test_unreadable_config_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file .*missing.ini"):
         load_config(tmp_path / "missing.ini")
+
+
+def test_cors_origins_are_a_space_or_comma_separated_list():
+    cfg = parse_config("server:\n  cors-origins: 'http://localhost:3000, https://kiosk.local *'\n")
+    assert cfg.server.cors_origins == ("http://localhost:3000", "https://kiosk.local", "*")
+    assert parse_config("").server.cors_origins == ()

@@ -1,25 +1,18 @@
 """The demo page (GET /): what the daemon serves, and what a user sees in a real browser.
 
-The browser tests drive Debian's Chromium headless through chromedriver (selenium): they choose a file, record from
-a camera (Chromium's fake capture device playing a clip made here), and read the page. `make test` installs Chromium
-and sets LIVENESS_EDGE_REQUIRE_BROWSER=1, so there they fail rather than skip when the browser is missing.
+The browser tests (the ``browser`` fixture in conftest.py: Debian's Chromium headless through chromedriver) choose a
+file, drop one, record from a camera (Chromium's fake capture device playing a clip made here), and read the page.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from conftest import Daemon, write_config
-from media import face_clip, face_frames
-
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+from media import face_clip
 
 
 # -- what the daemon serves ------------------------------------------------------------------------------------------
@@ -75,47 +68,6 @@ def test_page_needs_no_token_but_the_api_still_does(tmp_path):
 
 
 # -- in a browser ----------------------------------------------------------------------------------------------------
-
-def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
-    """A raw YUV4MPEG2 clip, the format Chromium's fake capture device plays (looping) as the camera."""
-    height, width = frames[0].shape[:2]
-    with path.open("wb") as out:
-        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for rgb in frames:
-            out.write(b"FRAME\n")
-            out.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not (CHROMIUM and CHROMEDRIVER):
-        message = "Chromium and chromedriver are not installed (make test installs Debian's chromium-driver)"
-        if os.environ.get("LIVENESS_EDGE_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    folder = tmp_path_factory.mktemp("browser")
-    camera = write_y4m(folder / "camera.y4m", face_frames(60, 640, 480))
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={folder / 'profile'}", "--window-size=1280,1400",
-                # box.test: the daemon under a name that is not localhost (the page as seen from another machine),
-                # still reached on loopback.
-                "--host-resolver-rules=MAP box.test 127.0.0.1",
-                # A camera without a person at the keyboard: grant the permission, play the clip made above.
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
 
 def open_page(browser, daemon, host: str = "127.0.0.1"):
     from selenium.webdriver.support.ui import WebDriverWait

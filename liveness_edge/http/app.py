@@ -30,6 +30,7 @@ from ..models import ModelSet
 from ..pipeline import ClipResult, Options, Pipeline
 from . import errors as http_errors
 from .demo import HEADERS as DEMO_HEADERS
+from .cors import Cors
 from .demo import DemoPage
 from .metrics import Metrics
 
@@ -378,13 +379,29 @@ class Service:
 
 
 class _Outer:
-    """WSGI wrapper: an Expect header other than 100-continue gets a JSON 417 before routing."""
+    """WSGI wrapper: CORS (preflights answered here, the allow headers added to every answer, errors included), and
+    an Expect header other than 100-continue gets a JSON 417 before routing."""
 
     def __init__(self, app: bottle.Bottle, service: Service):
         self.bottle = app
         self.service = service
+        self.cors = Cors(service.cfg.server.cors_origins)
 
     def __call__(self, environ, start_response):
+        origin = environ.get("HTTP_ORIGIN")
+        if environ.get("REQUEST_METHOD") == "OPTIONS" and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
+            headers = self.cors.preflight_headers(origin)
+            if headers is not None:
+                self.service.metrics.requests.labels("other", "204").inc()
+                start_response("204 No Content", headers)
+                return [b""]
+        cors_headers = self.cors.response_headers(origin)
+        if cors_headers:
+            plain_start = start_response
+
+            def start_response(status, headers, exc_info=None):
+                return plain_start(status, headers + cors_headers, exc_info)
+
         expect = environ.get("HTTP_EXPECT")
         if expect is not None and expect.strip().lower() != "100-continue":
             request_id = self.service.record_transport_error(417, "BAD_REQUEST", environ.get("REQUEST_METHOD", ""),

@@ -1,0 +1,95 @@
+"""CORS (server.cors-origins): a kiosk page from another origin may call the API and read its answers only when listed.
+
+The last test is the real thing: a page served from another loopback port, in Chromium, POSTs a clip to the daemon
+with fetch() and reads the answer, which the browser allows only with the daemon's CORS headers.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+
+import pytest
+
+from conftest import Daemon, write_config
+from media import face_clip
+
+KIOSK = "http://kiosk.test:8080"
+
+
+@pytest.fixture(scope="module")
+def cors_daemon(tmp_path_factory):
+    d = Daemon(write_config(tmp_path_factory.mktemp("cors"), f'cors-origins: "{KIOSK} http://127.0.0.1:1"'))
+    yield d
+    d.stop()
+
+
+def preflight(daemon, origin: str, path: str = "/v1/liveness"):
+    return daemon.request("OPTIONS", path, headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, authorization"})
+
+
+def test_a_listed_origin_gets_its_preflight_and_can_read_answers_and_errors(cors_daemon):
+    status, headers, _ = preflight(cors_daemon, KIOSK)
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == KIOSK
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    assert {"Content-Type", "Authorization"} <= {h.strip() for h in headers["Access-Control-Allow-Headers"].split(",")}
+    for body, expected in ((face_clip(frames=12), 200), (b"not a video", 400)):
+        status, headers, _ = cors_daemon.post_clip(body, headers={"Origin": KIOSK})
+        assert status == expected
+        assert headers["Access-Control-Allow-Origin"] == KIOSK and headers["Vary"] == "Origin"
+        assert "X-Request-Id" in headers["Access-Control-Expose-Headers"]
+
+
+def test_an_unlisted_origin_gets_nothing_to_read_with(cors_daemon):
+    status, headers, body = preflight(cors_daemon, "http://evil.test")
+    assert status == 405 and body["code"] == "METHOD_NOT_ALLOWED"
+    assert "Access-Control-Allow-Origin" not in headers
+    status, headers, _ = cors_daemon.request("GET", "/health", headers={"Origin": "http://evil.test"})
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+
+
+def test_without_cors_origins_nothing_changes(daemon):
+    status, headers, _ = preflight(daemon, KIOSK)
+    assert status == 405 and "Access-Control-Allow-Origin" not in headers
+    status, headers, _ = daemon.request("GET", "/health", headers={"Origin": KIOSK})
+    assert "Access-Control-Allow-Origin" not in headers
+
+
+@pytest.fixture
+def kiosk_page(tmp_path):
+    """A kiosk app's own web server on another loopback port: one empty page and the clip it will send."""
+    (tmp_path / "index.html").write_text("<!doctype html><title>kiosk</title>")
+    (tmp_path / "clip.mp4").write_bytes(face_clip(frames=12))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+FETCH_FROM_PAGE = """
+const [daemon, done] = [arguments[0], arguments[arguments.length - 1]];
+fetch("/clip.mp4").then((r) => r.blob())
+  .then((clip) => fetch(daemon + "/v1/liveness", {method: "POST", headers: {"Content-Type": "video/mp4"}, body: clip}))
+  .then((r) => r.json()).then((answer) => done({answer}), (err) => done({error: String(err)}));
+"""
+
+
+def test_a_kiosk_page_on_another_origin_reads_the_answer_only_when_listed(browser, kiosk_page, tmp_path):
+    browser.set_script_timeout(60)
+    answers = {}
+    for listed in (True, False):
+        folder = tmp_path / ("listed" if listed else "unlisted")
+        folder.mkdir()
+        d = Daemon(write_config(folder, f'cors-origins: "{kiosk_page}"' if listed else ""))
+        try:
+            browser.get(kiosk_page + "/index.html")
+            answers[listed] = browser.execute_async_script(FETCH_FROM_PAGE, d.url)
+        finally:
+            d.stop()
+    assert "alive" in answers[True]["answer"], answers[True]
+    assert answers[False] == {"error": "TypeError: Failed to fetch"}  # the browser kept the answer from the page
