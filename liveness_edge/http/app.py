@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from urllib.parse import parse_qsl
 
 import bottle
@@ -357,11 +357,7 @@ class Service:
             "liveness_threshold": self.cfg.liveness_threshold,
             "min_selected_frames": self.cfg.min_selected_frames,
             "max_decoded_frames": self.cfg.max_decoded_frames,
-            "limits": {"video-size": self.cfg.limits.video_size,
-                       "video-length-sec": self.cfg.limits.video_length_sec,
-                       "video-fps": self.cfg.limits.video_fps,
-                       "video-width-px": self.cfg.limits.video_width_px,
-                       "video-height-px": self.cfg.limits.video_height_px},
+            "limits": {key.replace("_", "-"): value for key, value in asdict(self.cfg.limits).items()},
         }).encode()
 
     def demo_asset(self, name: str) -> bytes:
