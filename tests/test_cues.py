@@ -254,3 +254,83 @@ def test_bezel_cue_is_one_sided(monkeypatch):
 
     assert run(_scene(rect=True)).value == bezel.FRAMED_VALUE
     assert run(_scene(rect=False, door=True)).value is None  # abstains: no penalty for an ordinary room
+
+
+# --- surround -----------------------------------------------------------------------------------------------------
+
+def _frame(grey: np.ndarray, index: int):
+    """A real decoded-frame object (I420, the decoder's usual format) holding ``grey`` as its picture."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from liveness_edge.decode import Frame
+
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    vf = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    return Frame(index, index / 25, grey.shape[1], grey.shape[0], vf, 0, VideoReformatter())
+
+
+def _moving_face_clip(face_moves_scene: bool, textured: bool = True, step: float = 1.5, frames: int = 12):
+    """Frames and face samples of a face moving in front of a background (a live person before a fixed camera),
+    or of the whole scene moving with the face (a held sheet or screen filling the view)."""
+    import cv2
+
+    from liveness_edge.detect import FaceBox
+    from liveness_edge.cues.surround import FACE_POINTS
+
+    rng = np.random.default_rng(7)
+    size, side, centre = 480, 80.0, np.array([240.0, 240.0])
+    if textured:
+        back = cv2.GaussianBlur(rng.uniform(0, 255, (size, size)).astype(np.float32), (0, 0), 2)
+        back = cv2.normalize(back, None, 20, 235, cv2.NORM_MINMAX).astype(np.uint8)
+    else:
+        back = (120 + rng.normal(0, 1.0, (size, size))).astype(np.uint8)  # a plain wall and sensor noise
+    offsets = rng.uniform(-0.5, 0.5, (len(FACE_POINTS), 2)) * side  # the face's rigid points, about its centre
+    out = []
+    for t in range(frames):
+        shift = np.array([step * t, 0.6 * step * t])
+        scene = back
+        if face_moves_scene:
+            scene = cv2.warpAffine(back, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), (size, size),
+                                   borderMode=cv2.BORDER_REFLECT)
+        img = scene.copy()
+        c = centre + shift
+        cv2.ellipse(img, (int(c[0]), int(c[1])), (int(side * 0.4), int(side * 0.5)), 0, 0, 360, 180, -1)
+        points = np.zeros((468, 3), np.float32)
+        points[list(FACE_POINTS), :2] = c + offsets
+        face = FaceBox(c[0] - side / 2, c[1] - side / 2, c[0] + side / 2, c[1] + side / 2, 0.9, np.zeros((6, 2)))
+        sample = type("S", (), {"face": face, "landmarks": type("L", (), {"points": points})()})()
+        out.append((_frame(img, t), sample))
+    return out
+
+
+def _surround_on(clip):
+    from liveness_edge.cues.surround import SurroundCue
+
+    cue = SurroundCue(every=1)
+    for frame, sample in clip:
+        cue.observe(frame, sample)
+    return cue.result()
+
+
+def test_surround_fires_when_the_scene_moves_with_the_face():
+    from liveness_edge.cues.surround import FOLLOWS_VALUE
+
+    result = _surround_on(_moving_face_clip(face_moves_scene=True))
+    assert result.value == FOLLOWS_VALUE, result
+    assert result.detail["follow"] > 0.9
+
+
+def test_surround_abstains_for_a_face_moving_before_a_still_background():
+    result = _surround_on(_moving_face_clip(face_moves_scene=False))
+    assert result.value is None and result.detail["follow"] < 0.1, result
+    assert "does not move with the face" in result.detail["why"]
+
+
+@pytest.mark.parametrize("kwargs, why", [
+    ({"step": 0.0}, "moved too little"),  # a still print and a still person look alike
+    ({"textured": False}, "nothing to track"),  # a plain wall: specks of noise are not followed at random
+])
+def test_surround_abstains_when_it_cannot_tell(kwargs, why):
+    result = _surround_on(_moving_face_clip(face_moves_scene=True, **kwargs))
+    assert result.value is None and why in result.detail["why"], result
