@@ -186,6 +186,7 @@ SCHEMA: dict[str, Any] = {
     },
     # --- edge additions, same style ---
     "state-dir": (_string, ""),
+    "camera": (_choice("fixed", "hand-held"), "fixed"),
     "models": {
         "dir": (_string, ""),
         "detector": (_string, "face_detection_full_range"),
@@ -320,6 +321,7 @@ class Config:
     token_file: Path | None
     log_level: str
     log_format: str
+    camera: str = "fixed"  # fixed | hand-held: whether a still background can be expected behind a live face
     source: str = field(default="", compare=False)
 
 
@@ -483,6 +485,7 @@ def _build(raw: dict, source: str) -> Config:
         token_file=_resolve(raw["auth"]["token-file"], base) if raw["auth"]["token-file"] else None,
         log_level=raw["log"]["level"],
         log_format=raw["log"]["format"],
+        camera=raw["camera"],
         source=source,
     )
 

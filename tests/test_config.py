@@ -46,6 +46,7 @@ def test_empty_file_gives_the_same_defaults_as_the_shipped_one():
         ("server:\n  cors-origins: kiosk.local\n", "server.cors-origins", "not 'kiosk.local'"),
         ("server:\n  cors-origins: 'http://a.test/app'\n", "server.cors-origins", "no path"),
         ("server:\n  demo-page: yes please\n", "server.demo-page", "true or false"),
+        ("camera: handheld\n", "camera", "one of fixed, hand-held"),
     ],
 )
 def test_bad_values_name_the_key_line_and_expectation(text, key, expected):
@@ -108,6 +109,11 @@ def test_environment_overrides_config_path_and_state_dir(tmp_path, monkeypatch):
 def test_unreadable_config_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file .*missing.ini"):
         load_config(tmp_path / "missing.ini")
+
+
+def test_camera_is_fixed_unless_said_otherwise():
+    assert parse_config("").camera == "fixed"
+    assert parse_config("camera: hand-held\n").camera == "hand-held"
 
 
 def test_cors_origins_are_a_space_or_comma_separated_list():

@@ -99,17 +99,26 @@ def test_shipped_fusion_matches_every_bundled_antispoof_variant():
 
 
 def test_daemon_runs_only_the_cues_the_fit_weighted(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     from liveness_edge import fusion as fusion_mod
     from liveness_edge.cues import registry
 
     path = _doc(tmp_path, [{"liveness_model": "b", "match": {"name": "b", "sha256": ["bbb"]}, "intercept": 2,
-                            "weights": {"cnn": 1, "planarity": 0.0, "texture": 0.4, "micro_motion": 1.2}}])
+                            "weights": {"cnn": 1, "planarity": 0.0, "texture": 0.4, "micro_motion": 1.2,
+                                        "surround": 1.4}}])
     monkeypatch.setattr(fusion_mod, "fusion_paths", lambda cfg: [path])
-    names = {make().name for make in registry.default_cues(None, _models("b", "bbb"))}
+    fixed, hand_held = SimpleNamespace(camera="fixed"), SimpleNamespace(camera="hand-held")
+    names = {make().name for make in registry.default_cues(fixed, _models("b", "bbb"))}
+    assert names == {"texture", "micro_motion", "surround"}
+    # a hand-held camera moves the background with a still head: the cue that expects a still one is not run
+    names = {make().name for make in registry.default_cues(hand_held, _models("b", "bbb"))}
     assert names == {"texture", "micro_motion"}
     # no fitted entry (CNN mean): every cue runs, so return_frames still shows what each one saw
-    names = {make().name for make in registry.default_cues(None, _models("other", "zzz"))}
+    names = {make().name for make in registry.default_cues(fixed, _models("other", "zzz"))}
     assert names == set(registry.CUES)
+    names = {make().name for make in registry.default_cues(hand_held, _models("other", "zzz"))}
+    assert names == set(registry.CUES) - {"surround"}
 
 
 def test_a_cnn_with_no_weight_need_not_be_scored():
@@ -148,3 +157,20 @@ def test_the_daemon_skips_a_cnn_its_fusion_does_not_count_and_answers_the_same(m
     assert skipping.alive == scoring.alive
     assert [f["cnn"] for f in skipping.frames] == [None] * skipping.frames_selected
     assert all(isinstance(f["cnn"], float) for f in scoring.frames)
+
+
+def test_the_shipped_pipeline_runs_the_surround_cue_only_for_a_fixed_camera():
+    import dataclasses
+
+    from liveness_edge.config import load_config
+    from liveness_edge.models import load_models
+    from liveness_edge.pipeline import Options, Pipeline
+    from media import face_clip
+
+    cfg = load_config(ROOT / "config" / "liveness-edge.ini")
+    models = load_models(cfg)
+    body = face_clip(frames=12, width=640, height=480)
+    fixed = Pipeline(cfg, models).run(body, Options(return_frames=True))
+    hand_held = Pipeline(dataclasses.replace(cfg, camera="hand-held"), models).run(body, Options(return_frames=True))
+    assert "surround" in {c.name for c in fixed.cues}
+    assert {c.name for c in hand_held.cues} == {c.name for c in fixed.cues} - {"surround"}

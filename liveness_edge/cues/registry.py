@@ -8,7 +8,9 @@ Every cue is cheap (at most ~1 ms per frame each, all four ~1.3 ms; see docs/acc
 - ``micro_motion`` (cues/blink.py): expression change beyond the head's rigid motion; abstains when none;
 - ``texture`` (cues/texture.py): display pixel grid / moire peaks in the skin spectrum;
 - ``bezel`` (cues/bezel.py): a straight-edged frame (screen bezel, sheet border) around the face, moving with it;
-  attack evidence when seen, abstains otherwise.
+  attack evidence when seen, abstains otherwise;
+- ``surround`` (cues/surround.py): the texture around the face moves with the face (a held sheet or screen carries
+  its surroundings; a fixed camera's background stays put); attack evidence when seen, abstains otherwise.
 
 How much each counts is decided by the fusion (fusion.py, coefficients in models/fusion.json), not here; a cue the
 fitted fusion gives weight 0 is not run at all (``default_cues``). tools/eval always runs every cue.
@@ -23,6 +25,7 @@ from . import ClipCue
 from .bezel import BezelCue
 from .blink import BlinkCue, MotionCue
 from .planarity import PlanarityCue
+from .surround import SurroundCue
 from .texture import TextureCue
 
 CUES: dict[str, Callable[[], ClipCue]] = {
@@ -31,15 +34,19 @@ CUES: dict[str, Callable[[], ClipCue]] = {
     "micro_motion": MotionCue,
     "texture": TextureCue,
     "bezel": BezelCue,
+    "surround": SurroundCue,
 }
 
 
 def default_cues(cfg, models) -> tuple[Callable[[], ClipCue], ...]:
     """The cues the fusion in use counts: with fitted coefficients for this liveness model, only the cues whose weight
     is not 0 (a cue the fit dropped would cost time and change nothing); without them (CNN mean), every cue, so that
-    ``return_frames`` still shows what each one saw."""
+    ``return_frames`` still shows what each one saw. With ``camera: hand-held``, never a cue that assumes a fixed
+    camera (``needs_fixed_camera``): a hand-held camera moves the background with a still head."""
+    usable = {name: make for name, make in CUES.items()
+              if cfg.camera == "fixed" or not getattr(make, "needs_fixed_camera", False)}
     entry = fitted_entry(cfg, models)
     if entry is None:
-        return tuple(CUES.values())
+        return tuple(usable.values())
     weights = entry.get("weights", {})
-    return tuple(make for name, make in CUES.items() if float(weights.get(name, 0.0)) != 0.0)
+    return tuple(make for name, make in usable.items() if float(weights.get(name, 0.0)) != 0.0)
