@@ -205,24 +205,29 @@ def test_operating_point_does_not_give_up_a_rare_attack_type():
     assert sum(scores[c["file"]] >= fit.THRESHOLD for c in few) <= 1
 
 
-def test_bezel_penalty_is_fixed_and_only_ever_refuses():
-    from liveness_edge.cues.bezel import FRAMED_VALUE
+@pytest.mark.parametrize("cue, fired", [("bezel", "liveness_edge.cues.bezel:FRAMED_VALUE"),
+                                        ("surround", "liveness_edge.cues.surround:FOLLOWS_VALUE")])
+def test_context_penalties_are_fixed_and_only_ever_refuse(cue, fired):
+    import importlib
+
     from tools.eval import fit
 
+    module, attr = fired.split(":")
+    value = getattr(importlib.import_module(module), attr)
     live = [_clip(f"l{i}", "live", 0.7 + 0.02 * i) for i in range(6)]
     attacks = [_clip(f"a{i}", "attack", 0.55 + 0.02 * i) for i in range(6)]
-    framed = _clip("framed", "attack", 0.8, {"bezel": FRAMED_VALUE})  # scores like a live clip, but framed
-    with_penalty, _ = fit.fit(live + attacks + [framed])
-    without, _ = fit.fit(live + attacks + [framed], fixed={})
+    caught = _clip("caught", "attack", 0.8, {cue: value})  # scores like a live clip, but the cue fired
+    with_penalty, _ = fit.fit(live + attacks + [caught])
+    without, _ = fit.fit(live + attacks + [caught], fixed={})
     # designed, not fitted: the same weight whatever the data, giving FIXED_PENALTY logit units when it fires
-    assert with_penalty.cue_weights["bezel"] == fit.FIXED["bezel"]
-    assert fit.FIXED["bezel"] * -float(np.log(FRAMED_VALUE / (1 - FRAMED_VALUE))) == pytest.approx(fit.FIXED_PENALTY)
-    # the operating point is placed without it, so no clip without a frame scores differently
+    assert with_penalty.cue_weights[cue] == fit.FIXED[cue]
+    assert fit.FIXED[cue] * -float(np.log(value / (1 - value))) == pytest.approx(fit.FIXED_PENALTY)
+    # the operating point is placed without it, so no clip where it did not fire scores differently
     assert with_penalty.intercept == without.intercept and with_penalty.w_cnn == without.w_cnn
     for c in live + attacks:
         assert fit.clip_average(with_penalty, c) == pytest.approx(fit.clip_average(without, c))
-    # and the framed clip is pushed towards refusal
-    assert fit.clip_average(with_penalty, framed) < fit.clip_average(without, framed) - 0.05
+    # and the clip where it fired is pushed towards refusal
+    assert fit.clip_average(with_penalty, caught) < fit.clip_average(without, caught) - 0.05
 
 
 def test_operating_point_policies_weigh_synthetic_attacks_as_documented():
