@@ -26,6 +26,7 @@ import numpy as np
 
 from . import CueScore, EveryNth
 from .pixels import luma_scaled
+from .tracking import similarity_lsq, track
 
 # Mesh points spread over the face at different depths: nose ridge/tip, cheeks, jaw line, brows, eye corners, chin.
 SEED_POINTS = (1, 4, 5, 6, 195, 197, 168, 2, 98, 327, 33, 133, 263, 362, 70, 105, 107, 336, 334, 300, 50, 280,
@@ -46,9 +47,6 @@ EVERY = 2
 # this gate guards against chance, not against a still live person being called flat: at 0.01 the still live clips
 # here measure 0.92-0.96 and abstain.
 MIN_MOTION = 0.01
-FB_MAX = 0.5  # forward-backward error limit, working pixels
-LK_WIN, LK_LEVELS = (15, 15), 2
-LK = dict(winSize=LK_WIN, maxLevel=LK_LEVELS, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
 # ratio -> P(live): a logistic centred between the measured groups (hand-held prints: median 0.32, bent ones up to
 # 0.57; moving live heads: 0.64 at least). This centre was read off the evaluation clips (docs/accuracy.md gives the
 # figures at 0.45 and 0.60). Near it the value is near 0.5, i.e. almost no vote. Ratios at or above CENTRE abstain
@@ -65,23 +63,9 @@ def residuals(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
     proj = cv2.perspectiveTransform(ref32.reshape(-1, 1, 2), H).reshape(-1, 2)
     res_h = float(np.sqrt(np.mean(np.sum((proj - cur) ** 2, axis=1))))
     # Least-squares similarity (closed form) on all points: the same least-squares sense as the homography.
-    sim = _similarity_lsq(ref, cur)
+    sim = similarity_lsq(ref, cur)
     res_s = float(np.sqrt(np.mean(np.sum((ref @ sim[:, :2].T + sim[:, 2] - cur) ** 2, axis=1))))
     return res_h, res_s
-
-
-def _similarity_lsq(ref: np.ndarray, cur: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama without reflection) as a 2x3 matrix."""
-    mr, mc = ref.mean(0), cur.mean(0)
-    a, b = ref - mr, cur - mc
-    cov = b.T @ a / len(ref)
-    u, s, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    D = np.diag([1.0, d])
-    rot = u @ D @ vt
-    scale = np.trace(np.diag(s) @ D) / max(np.mean(np.sum(a ** 2, axis=1)), 1e-12)
-    t = mc - scale * rot @ mr
-    return np.hstack([scale * rot, t[:, None]])
 
 
 class PlanarityCue:
@@ -123,15 +107,10 @@ class PlanarityCue:
             self.prev = grey
             return
         idx = np.flatnonzero(self.alive)
-        p0 = self.cur[idx].reshape(-1, 1, 2)
-        p1, st1, _ = cv2.calcOpticalFlowPyrLK(self.prev, grey, p0, None, **LK)
-        back, st2, _ = cv2.calcOpticalFlowPyrLK(grey, self.prev, p1, None, **LK)
-        fb = np.linalg.norm((back - p0).reshape(-1, 2), axis=1)
-        ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb < FB_MAX)
-        inside = np.all((p1.reshape(-1, 2) >= 0) & (p1.reshape(-1, 2) < WORK_SIZE), axis=1)
-        ok &= inside
+        moved, ok = track(self.prev, grey, self.cur[idx])
+        ok &= np.all((moved >= 0) & (moved < WORK_SIZE), axis=1)
         self.alive[idx[~ok]] = False
-        self.cur[idx[ok]] = p1.reshape(-1, 2)[ok]
+        self.cur[idx[ok]] = moved[ok]
         self.prev = grey
         keep = np.flatnonzero(self.alive)
         if len(keep) < MIN_POINTS:

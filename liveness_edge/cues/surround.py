@@ -25,7 +25,7 @@ import numpy as np
 from ..decode import upright_size
 from . import CueScore, EveryNth
 from .pixels import luma_scaled
-from .planarity import FB_MAX, LK, _similarity_lsq
+from .tracking import similarity_lsq, track
 
 WINDOW_SCALE = 2.7  # the window around the first face box, fixed in the frame (a still background stays still in it)
 WORK_SIZE = 192
@@ -101,7 +101,7 @@ class SurroundCue:
         keep = np.flatnonzero(self.alive)
         if len(keep) < MIN_POINTS:
             return
-        sim = _similarity_lsq(self.face_ref, face_pts)
+        sim = similarity_lsq(self.face_ref, face_pts)
         ref, cur = self.ref[keep], self.cur[keep]
         with_face = ref @ sim[:, :2].T + sim[:, 2]
         motion = float(np.median(np.linalg.norm(with_face - ref, axis=1))) / self.face_px
@@ -128,13 +128,9 @@ class SurroundCue:
 
     def _track(self, grey: np.ndarray) -> None:
         idx = np.flatnonzero(self.alive)
-        p0 = self.cur[idx].astype(np.float32).reshape(-1, 1, 2)
-        p1, st1, _ = cv2.calcOpticalFlowPyrLK(self.prev, grey, p0, None, **LK)
-        back, st2, _ = cv2.calcOpticalFlowPyrLK(grey, self.prev, p1, None, **LK)
-        fb = np.linalg.norm((back - p0).reshape(-1, 2), axis=1)
-        ok = (st1.ravel() == 1) & (st2.ravel() == 1) & (fb < FB_MAX)
+        moved, ok = track(self.prev, grey, self.cur[idx])
         self.alive[idx[~ok]] = False
-        self.cur[idx[ok]] = p1.reshape(-1, 2)[ok]
+        self.cur[idx[ok]] = moved[ok]
         self.prev = grey
 
     def result(self) -> CueScore:
