@@ -311,12 +311,58 @@ def test_the_compression_stress_set_keeps_labels_and_reuses_its_clips(tmp_path):
 
     by_name = {e["encoding"]: e["path"] for e in entries}
     assert size(by_name["crf28"]) == (160, 120) and size(by_name["half"]) == (80, 60)
+    assert size(by_name["hand-held"]) == (160, 120)
     assert by_name["crf33"].stat().st_size < by_name["crf28"].stat().st_size  # a higher CRF keeps less
     with av.open(str(by_name["mjpeg"])) as container:  # the webcam stream: MJPEG in AVI, full size
         assert container.streams.video[0].codec_context.name == "mjpeg" and size(by_name["mjpeg"]) == (160, 120)
     written = {name: path.stat().st_mtime_ns for name, path in by_name.items()}
     reencoded(tmp_path / "shared", out, frames=8)
     assert {name: path.stat().st_mtime_ns for name, path in by_name.items()} == written
+
+
+def test_a_hand_held_camera_moves_the_whole_picture_as_one():
+    # make stress's hand-held clips: the camera's motion moves the background and the face together (one similarity
+    # per frame), by more than tracking noise, which is what the surround cue must not be shown by a fixed camera.
+    import cv2
+    from tools.eval.stress import camera_shake
+    from liveness_edge.cues.tracking import similarity_lsq, track
+
+    rng = np.random.default_rng(3)
+    scene = cv2.GaussianBlur(rng.uniform(0, 255, (240, 320)).astype(np.float32), (0, 0), 2)
+    scene = cv2.normalize(scene, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    shaken = camera_shake([scene] * 30, seed=11)
+    assert camera_shake([scene] * 30, seed=11)[17].tobytes() == shaken[17].tobytes()  # reproducible
+    start = cv2.goodFeaturesToTrack(shaken[0], 80, 0.01, 8).reshape(-1, 2).astype(np.float64)
+    cur, alive, moved_most = start.copy(), np.ones(len(start), bool), 0.0
+    for prev, frame in zip(shaken, shaken[1:]):  # frame to frame, as the cues track
+        moved, ok = track(prev, frame, cur)
+        alive &= ok
+        cur = moved.astype(np.float64)
+        ref, now = start[alive], cur[alive]
+        sim = similarity_lsq(ref, now)
+        residual = np.sqrt(np.mean(np.sum((ref @ sim[:, :2].T + sim[:, 2] - now) ** 2, axis=1)))
+        assert alive.sum() > 20 and residual < 0.3
+        moved_most = max(moved_most, float(np.median(np.linalg.norm(now - ref, axis=1))))
+    assert moved_most > 3.0  # pixels: a hand's drift, not noise
+
+
+def test_stress_scores_hand_held_clips_as_the_daemon_does_with_camera_hand_held(tmp_path):
+    # The "(camera: hand-held)" rows of make stress leave out the cues the daemon does not run with that setting.
+    import json
+
+    from tools.eval.stress import HAND_HELD_SUFFIX, HeldOut
+
+    train = []
+    for g in range(4):
+        train.append(_clip(f"live{g}", "live", 0.8, {"texture": 0.9}, group=f"s{g}"))
+        train.append(_clip(f"replay{g}", "spoof-replay", 0.8, {"texture": 0.2}, group=f"s{g}"))
+    (tmp_path / "raw-x.json").write_text(json.dumps({"items": train}))
+    held_out = HeldOut("x", tmp_path)
+    shaken = {**_clip("shaken", "live", 0.8, {"texture": 0.9, "surround": 0.1}, group="s0"), "encoding": "hand-held"}
+    fixed, hand_held = held_out.row(shaken), held_out.row(shaken, hand_held=True)
+    without = held_out.row({**shaken, "cues": {"texture": {"value": 0.9}}})
+    assert hand_held["encoding"] == "hand-held" + HAND_HELD_SUFFIX and "surround" not in hand_held["cues"]
+    assert hand_held["score"] == pytest.approx(without["score"]) and fixed["score"] < hand_held["score"]
 
 
 def test_a_real_print_video_is_counted_in_the_real_figures():

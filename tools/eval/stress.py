@@ -11,9 +11,10 @@ WITHOUT the clip's source (``fit_selected`` on the clips ``make eval`` collected
   motion scaled to STILL, its own seeds, cached in .cache/synth/still-<STILL>/). Printed: each clip's score, what the
   cues saw, and how many are accepted at the threshold.
 - The real clips re-encoded (REENCODINGS: x264 at a higher CRF, as a low-bitrate camera or upload would send them,
-  at half size, and as a webcam's MJPEG), labels unchanged: a live clip stays live and a replay stays a replay. Printed: per encoding, how
-  many live clips are refused and how many real attacks (replays here) accepted, and each clip's score beside its
-  score as recorded.
+  at half size, as a webcam's MJPEG, and as filmed by a hand-held camera), labels unchanged: a live clip stays live
+  and a replay stays a replay. Printed: per encoding, how many live clips are refused and how many real attacks
+  (replays here) accepted, and each clip's score beside its score as recorded. The as-recorded and hand-held clips
+  are also scored as the daemon scores them with ``camera: hand-held`` (without the cues that expect a fixed camera).
 
 Every clip's row (score, CNN mean, cue values) also goes to eval/out/stress.json.
 """
@@ -32,13 +33,40 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 STILL = 0.02  # share of the hand-held pose tracks kept: sub-degree sway, under planarity's 1 % motion gate
 LABEL = "still-print"
-# name -> (codec, quality, scale). x264 at a CRF: 23 is its default (what tools/synth writes); 28 and 33 are what a
-# camera or an upload at a low bitrate looks like. Half size: a camera further away or a smaller stream. MJPEG at a
-# fixed quantiser of 4 (about JPEG quality 90): what a USB webcam or an older IP camera streams, good quality but in
-# 8x8 blocks.
-REENCODINGS = {"crf28": ("x264", 28, 1.0), "crf33": ("x264", 33, 1.0), "half": ("x264", 23, 0.5),
-               "mjpeg": ("mjpeg", 4, 1.0)}
+# name -> (codec, quality, scale, shaken). x264 at a CRF: 23 is its default (what tools/synth writes); 28 and 33 are
+# what a camera or an upload at a low bitrate looks like. Half size: a camera further away or a smaller stream. MJPEG
+# at a fixed quantiser of 4 (about JPEG quality 90): what a USB webcam or an older IP camera streams, good quality but
+# in 8x8 blocks. Hand-held: the clip as a phone or tablet held by the person would film it (``camera_shake``).
+REENCODINGS = {"crf28": ("x264", 28, 1.0, False), "crf33": ("x264", 33, 1.0, False), "half": ("x264", 23, 0.5, False),
+               "mjpeg": ("mjpeg", 4, 1.0, False), "hand-held": ("x264", 23, 1.0, True)}
 REENCODE_VERSION = 1  # bump when the re-encoding changes: cached clips are rewritten
+# A hand-held camera's motion over a clip: pan/tilt as an image shift (fraction of the frame), roll (degrees) and
+# zoom (fraction), smooth random walks of about these amplitudes; the frame is first zoomed by SHAKE_MARGIN so the
+# shift never shows the border.
+SHAKE_SHIFT, SHAKE_ROLL, SHAKE_ZOOM, SHAKE_MARGIN = 0.03, 1.5, 0.02, 1.15
+HAND_HELD_SUFFIX = " (camera: hand-held)"
+
+
+def camera_shake(images: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """``images`` as a hand-held camera would have filmed the same scene: every frame moved by the camera's rotation
+    (a shift, a roll and a slight zoom of the whole picture, the background and the face alike)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, len(images))
+
+    def walk(amplitude: float) -> np.ndarray:
+        phase, freq, tremor = rng.uniform(0, 2 * np.pi), rng.uniform(0.6, 1.6), rng.uniform(4, 8)
+        return amplitude * (np.sin(2 * np.pi * freq * t + phase) + 0.2 * np.sin(2 * np.pi * tremor * t + phase))
+
+    dx, dy, roll, zoom = walk(SHAKE_SHIFT), walk(SHAKE_SHIFT), walk(SHAKE_ROLL), walk(SHAKE_ZOOM)
+    height, width = images[0].shape[:2]
+    out = []
+    for i, image in enumerate(images):
+        m = cv2.getRotationMatrix2D((width / 2, height / 2), float(roll[i]), SHAKE_MARGIN * (1 + float(zoom[i])))
+        m[:, 2] += (dx[i] * width, dy[i] * height)
+        out.append(cv2.warpAffine(image, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return out
 
 
 def still_prints(shared: Path, out: Path, frames: int = 40) -> list[dict]:
@@ -54,7 +82,7 @@ def reencoded(shared: Path, out: Path, frames: int = 40) -> list[dict]:
     ``collect`` with the source's label and cross-validation group."""
     import cv2
 
-    from tools.synth.generate import cached_clip, read_frames, write_clip
+    from tools.synth.generate import cached_clip, read_frames, seed_for, write_clip
     from .collect import group_of
 
     def resized(images: list[np.ndarray], scale: float) -> list[np.ndarray]:
@@ -69,11 +97,18 @@ def reencoded(shared: Path, out: Path, frames: int = 40) -> list[dict]:
     entries = []
     for row in rows:
         source = functools.cache(functools.partial(read_frames, shared / "data" / row["file"], frames))
-        for name, (codec, quality, scale) in REENCODINGS.items():
+        for name, (codec, quality, scale, shaken) in REENCODINGS.items():
             how = {"mjpeg_q": quality} if codec == "mjpeg" else {"crf": quality}
             path = out / f"reencode-{name}" / f"{Path(row['file']).stem}.{'avi' if codec == 'mjpeg' else 'mp4'}"
             wanted = {"version": REENCODE_VERSION, "from": row["file"], "scale": scale, **how}
-            cached_clip(path, wanted, lambda p: write_clip(p, resized(source()[0], scale), source()[1], **how))
+            seed = seed_for(Path(row["file"]).stem, "camera-shake")
+            if shaken:
+                wanted.update(shake={"seed": seed, "shift": SHAKE_SHIFT, "roll": SHAKE_ROLL, "zoom": SHAKE_ZOOM,
+                                     "margin": SHAKE_MARGIN})
+
+            def render(images, scale=scale, shaken=shaken, seed=seed):
+                return resized(camera_shake(images, seed) if shaken else images, scale)
+            cached_clip(path, wanted, lambda p: write_clip(p, render(source()[0]), source()[1], **how))
             entries.append({"file": row["file"], "path": path, "label": row["label"], "kind": "video",
                             "synthetic": False, "group": group_of(row), "encoding": name})
     return entries
@@ -90,12 +125,20 @@ class HeldOut:
         self.train = [it for it in collected["items"] if fit.usable(it)]
         self._fusions: dict[str, object] = {}
 
-    def row(self, item: dict) -> dict:
-        """What the report shows of one collected clip, scored by the fusion fitted without its source."""
+    def row(self, item: dict, hand_held: bool = False) -> dict:
+        """What the report shows of one collected clip, scored by the fusion fitted without its source; with
+        ``hand_held``, as the daemon scores it with ``camera: hand-held`` (the cues that need a fixed camera not run)."""
+        from liveness_edge.cues.registry import CUES
+
         from . import fit
 
         row = {"file": Path(item["file"]).name, "label": item["label"], "encoding": item.get("encoding"),
                "status": item["status"]}
+        if hand_held:
+            row["encoding"] = (item.get("encoding") or "as recorded") + HAND_HELD_SUFFIX
+            if item["status"] == "ok":
+                item = {**item, "cues": {k: v for k, v in item["cues"].items()
+                                         if not getattr(CUES.get(k), "needs_fixed_camera", False)}}
         if item["status"] == "ok":
             group = item["group"]
             if group not in self._fusions:
@@ -108,11 +151,16 @@ class HeldOut:
         """Run the daemon's pipeline on ``entries`` and score each clip."""
         from . import collect
 
-        return [self.row(item) for item in collect.collect(self.name, entries, log=lambda msg: None)["items"]]
+        items = collect.collect(self.name, entries, log=lambda msg: None)["items"]
+        return [self.row(item) for item in items] + [self.row(item, hand_held=True) for item in items
+                                                      if REENCODINGS.get(item.get("encoding"), (0, 0, 0, False))[3]]
 
     def as_recorded(self) -> list[dict]:
-        """The real videos as make eval scored them (first frames of the original files)."""
-        return [{**self.row(it), "encoding": "as recorded"} for it in self.train if not it.get("synthetic")]
+        """The real videos as make eval scored them (first frames of the original files), also as scored with
+        ``camera: hand-held``."""
+        real = [it for it in self.train if not it.get("synthetic")]
+        return ([{**self.row(it), "encoding": "as recorded"} for it in real]
+                + [self.row({**it, "encoding": None}, hand_held=True) for it in real])
 
 
 def report(name: str, rows: list[dict], threshold: float) -> str:
@@ -130,21 +178,24 @@ def report(name: str, rows: list[dict], threshold: float) -> str:
 
 
 def report_reencoded(name: str, rows: list[dict], threshold: float) -> str:
-    encodings = ["as recorded", *REENCODINGS]
+    encodings = ["as recorded", "as recorded" + HAND_HELD_SUFFIX, *REENCODINGS]
+    encodings += [f"{enc}{HAND_HELD_SUFFIX}" for enc, spec in REENCODINGS.items() if spec[3]]
     lines = [f"{name}: the real clips re-encoded, at {threshold} (an error counts as a refusal)",
-             f"    {'encoding':12s} {'live refused':>13s} {'attacks accepted':>17s}"]
+             f"    {'encoding':34s} {'live refused':>13s} {'attacks accepted':>17s}"]
     for enc in encodings:
         of = [r for r in rows if r["encoding"] == enc]
         live = [r for r in of if r["label"] == "live"]
         attacks = [r for r in of if r["label"] != "live"]
         refused = sum(r["status"] != "ok" or r["score"] < threshold for r in live)
         accepted = sum(r["status"] == "ok" and r["score"] >= threshold for r in attacks)
-        lines.append(f"    {enc:12s} {refused:>6d} of {len(live):<3d} {accepted:>9d} of {len(attacks):<3d}")
+        lines.append(f"    {enc:34s} {refused:>6d} of {len(live):<3d} {accepted:>9d} of {len(attacks):<3d}")
     by_clip: dict[tuple, dict] = {}
     for r in rows:
         by_clip.setdefault((r["label"], r["file"]), {})[r["encoding"]] = (
             f"{r['score']:.3f}" if r["status"] == "ok" else r["status"][:11])
-    lines.append(f"    {'clip':44s} " + " ".join(f"{e:>11s}" for e in encodings))
+    short = {enc: enc.replace("as recorded", "recorded").replace(HAND_HELD_SUFFIX, "/hh") for enc in encodings}
+    lines.append("    (per clip; /hh: scored as with camera: hand-held)")
+    lines.append(f"    {'clip':44s} " + " ".join(f"{short[e]:>11s}" for e in encodings))
     for (label, file), cells in sorted(by_clip.items()):
         lines.append(f"    {label[:5]:5s} {file[:38]:38s} " + " ".join(f"{cells.get(e, '-'):>11s}" for e in encodings))
     return "\n".join(lines)
