@@ -27,6 +27,6 @@ cue-cost: $(STAMP)
 probe: $(STAMP)
 	$(PY) -m tools.eval.probe
 
-## make stress: prints held still, and the real clips re-encoded harder, at half size and as MJPEG, each scored by a fusion fitted without its source; after make eval
+## make stress: prints held still, and the real clips re-encoded harder, at half size, as MJPEG and as a hand-held camera films them, each scored by a fusion fitted without its source; after make eval
 stress: $(EVAL_STAMP)
 	$(PY) -m tools.eval.stress
