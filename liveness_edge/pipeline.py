@@ -136,6 +136,11 @@ class Pipeline:
         # Like a cue the fit dropped, a liveness CNN it gave no weight is not run (tools/eval asks for it anyway).
         self.score_cnn = self.fusion.counts_cnn if score_cnn is None else score_cnn
 
+    def describe(self) -> dict:
+        """What scores a clip: the fusion, whether the liveness CNN runs, and the clip cues that run."""
+        return {"fusion": self.fusion.name, "cnn_run": self.score_cnn,
+                "cues": [getattr(make, "name", getattr(make, "__name__", "?")) for make in self.cue_factories]}
+
     def run(self, body: bytes | BinaryIO, options: Options = Options()) -> ClipResult:
         cfg = self.cfg
         watch = _Stopwatch()

@@ -212,12 +212,32 @@ def test_health_and_metrics(daemon, clip):
     assert {m["role"] for m in health["models"]} == {"detector", "landmarks", "liveness"}
     assert all(m["sha256_ok"] for m in health["models"])
     assert all(m["variant"] in ("float32", "int8") for m in health["models"])
+    # what scores a clip: the shipped fusion for the bundled model runs the clip cues and not the CNN it gives no weight
+    assert health["camera"] == "fixed"
+    assert health["scoring"]["fusion"].startswith("logistic") and health["scoring"]["cnn_run"] is False
+    assert {"texture", "planarity", "surround"} <= set(health["scoring"]["cues"])
     conn = http.client.HTTPConnection(daemon.url.split("//")[1], timeout=10)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     assert 'liveness_edge_requests_total{code="200",endpoint="liveness"}' in text
     assert 'liveness_edge_stage_seconds_count{stage="detect"}' in text
     assert 'liveness_edge_frames_total{outcome="selected"}' in text
+
+
+def test_camera_hand_held_turns_off_the_surround_cue(tmp_path, clip):
+    # A phone held by the person moves the background with a still head: the cue that expects a still one is not run,
+    # /health says so, and a debug answer carries no result for it.
+    from conftest import Daemon, write_config
+
+    d = Daemon(write_config(tmp_path, extra="camera: hand-held"))
+    try:
+        _, _, health = d.request("GET", "/health")
+        assert health["camera"] == "hand-held" and "surround" not in health["scoring"]["cues"]
+        status, _, answer = d.post_clip(clip, "return_frames=true")
+        assert status == 200, answer
+        assert "surround" not in answer["cues"] and "texture" in answer["cues"]
+    finally:
+        d.stop()
 
 
 def test_ipv6_loopback_listen(tmp_path):

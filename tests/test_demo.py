@@ -103,6 +103,8 @@ def test_browser_chooses_a_file_and_sees_the_daemons_answer(browser, daemon, tmp
 
     send_file(browser, daemon, path)
     assert "threshold 0.95" in browser.find_element("id", "health").text
+    health = browser.find_element("id", "health").text  # how the answer is made, from /health
+    assert "camera: fixed" in health and "cues: " in health and "surround" in health
     assert "face.mp4" in browser.find_element("id", "clip").text
     assert "decoded h264 in mov,mp4,m4a,3gp,3g2,mj2, 640x480, 30.0 fps" in browser.find_element("id", "clip-seen").text
     assert not browser.find_elements("id", "clip-note")

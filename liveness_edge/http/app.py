@@ -358,6 +358,9 @@ class Service:
             "min_selected_frames": self.cfg.min_selected_frames,
             "max_decoded_frames": self.cfg.max_decoded_frames,
             "limits": {key.replace("_", "-"): value for key, value in asdict(self.cfg.limits).items()},
+            # How `liveness` is made, so an integrator can see what a config change (camera, model slot) did.
+            "camera": self.cfg.camera,
+            "scoring": self.pipeline.describe() if self.pipeline else None,
         }).encode()
 
     def demo_asset(self, name: str) -> bytes:

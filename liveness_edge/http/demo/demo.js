@@ -67,9 +67,11 @@ async function loadHealth() {
   }
   const h = state.health;
   const models = (h.models || []).map((m) => `${m.name} (${m.variant})`).join(", ");
+  const cues = h.scoring ? h.scoring.cues.join(", ") : "";
   $("health").textContent =
     `version ${h.version} · ${h.status} · delegate ${h.delegate || "–"} · threshold ${h.liveness_threshold}` +
-    (models ? ` · models: ${models}` : "");
+    (models ? ` · models: ${models}` : "") + (h.camera ? ` · camera: ${h.camera}` : "") +
+    (cues ? ` · cues: ${cues}` : "");
   if (h.status === "starting") setTimeout(loadHealth, 1000);
 }
 
