@@ -7,6 +7,7 @@ with fetch() and reads the answer, which the browser allows only with the daemon
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import threading
 
@@ -41,6 +42,20 @@ def test_a_listed_origin_gets_its_preflight_and_can_read_answers_and_errors(cors
         assert status == expected
         assert headers["Access-Control-Allow-Origin"] == KIOSK and headers["Vary"] == "Origin"
         assert "X-Request-Id" in headers["Access-Control-Expose-Headers"]
+
+
+def test_errors_answered_before_routing_carry_cors_and_preflights_a_request_id(cors_daemon):
+    # a 413 comes from the HTTP layer before the app sees the request; the page must still read it
+    from tools.load import parse_reply, raw
+
+    host, port = cors_daemon.url.split("//")[1].split(":")
+    head = (f"POST /v1/liveness HTTP/1.1\r\nHost: x\r\nOrigin: {KIOSK}\r\nContent-Type: video/mp4\r\n"
+            f"Content-Length: {10 ** 9}\r\n\r\n").encode()
+    status, headers, body = parse_reply(raw(host, int(port), head, timeout=5))
+    assert status == 413 and json.loads(body)["code"] == "VIDEO_TOO_LARGE"
+    assert headers["access-control-allow-origin"] == KIOSK and headers["x-request-id"]
+    status, headers, _ = preflight(cors_daemon, KIOSK)
+    assert status == 204 and headers["X-Request-Id"]
 
 
 def test_an_unlisted_origin_gets_nothing_to_read_with(cors_daemon):

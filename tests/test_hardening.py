@@ -95,6 +95,25 @@ def test_content_length_over_the_limit_is_413_without_reading_the_body(tight):
     assert headers["connection"] == "close" and headers["x-request-id"]
 
 
+def test_expect_100_continue_over_the_limit_gets_413_instead_of_continue(tight):
+    # curl sends "Expect: 100-continue" before a large upload: it must read the 413 and never send the body.
+    head = (f"POST /v1/liveness HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nExpect: 100-continue\r\n"
+            f"Content-Length: {LIMIT + 1}\r\n\r\n").encode()
+    start = time.monotonic()
+    reply = raw(*addr(tight), head, timeout=5)
+    assert time.monotonic() - start < 2 and b"100 Continue" not in reply
+    status, _, body = parse_reply(reply)
+    assert_json_error(status, body, 413, "VIDEO_TOO_LARGE")
+
+
+def test_a_body_of_exactly_the_limit_is_read(tight):
+    # limits.video-size is the largest body allowed: one of exactly that size is read and judged (not a clip: 400)
+    head = (f"POST /v1/liveness HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nConnection: close\r\n"
+            f"Content-Length: {LIMIT}\r\n\r\n").encode()
+    status, _, body = parse_reply(raw(*addr(tight), head + b"\0" * LIMIT, timeout=10))
+    assert_json_error(status, body, 400, "BAD_VIDEO")
+
+
 def test_chunked_body_is_cut_off_at_the_limit(tight):
     host, port = addr(tight)
     chunk = b"\0" * 65536
@@ -435,8 +454,9 @@ def test_one_json_log_line_per_request_with_the_request_id(tight):
     tight.post_clip(b"x", headers={"X-Request-Id": "bad id!" + "x" * 200})
     tight.request("GET", "/v1/detections/" + "f" * 32, headers={"X-Request-Id": "det-1"})
     assert wait_for(lambda: len(tight.lines) >= before + 3, 5)
-    records = [json.loads(line.split("liveness_edge.access: ", 1)[1]) for line in tight.lines[before:]
-               if "liveness_edge.access: " in line]
+    lines = [json.loads(line) for line in tight.lines[before:] if line.startswith("{")]
+    assert len(lines) == len(tight.lines[before:]), tight.lines[before:]  # log.format: json: every line is JSON
+    records = [r for r in lines if r["logger"] == "liveness_edge.access"]
     assert len(records) == 3, tight.lines[before:]
     first, second, third = records
     assert first["request_id"] == "gate-3:req.17" and first["status"] == 400 and first["error"] == "BAD_VIDEO"

@@ -156,6 +156,7 @@ class Service:
             "admission: %d clip(s) at once, %d waiting, %d workers (one kept free for /health and /metrics)",
             self.admission.slots, self.admission.queue, cfg.server.workers)
         self.token = _read_token(cfg)
+        self.cors = Cors(cfg.server.cors_origins)
         self.demo = DemoPage() if cfg.server.demo_page else None
         self.completed = 0  # requests that left a handler, for the idle memory trim
         self._running: dict[int, float] = {}  # handler entry times (monotonic), for the watchdog's stuck check
@@ -250,15 +251,15 @@ class Service:
         record = {"request_id": request_id, "method": method, "path": path,
                   "endpoint": endpoint, "status": status, "ms": round(elapsed * 1000, 1),
                   "remote": remote, **extra}
-        log.info(json.dumps(record) if self.cfg.log_format == "json"
-                 else " ".join(f"{k}={v}" for k, v in record.items()))
+        # The formatter picks the shape (log.format): these fields as one JSON object, or this key=value text.
+        log.info(" ".join(f"{k}={v}" for k, v in record.items()), extra={"fields": record})
 
-    def record_transport_error(self, status: int, code: str, method: str, path: str) -> str:
+    def record_transport_error(self, status: int, code: str, method: str, path: str, remote: str = "-") -> str:
         """Count and log an error waitress answered before the app saw the request; returns the request id."""
         request_id = uuid.uuid4().hex
         self.metrics.requests.labels("other", str(status)).inc()
         self._log(request_id, "other", status, 0.0, {"error": code}, method=method or "-", path=path or "-",
-                  remote="-")
+                  remote=remote or "-")
         return request_id
 
     def _bottle_error(self, error: bottle.HTTPError):
@@ -384,7 +385,7 @@ class _Outer:
     def __init__(self, app: bottle.Bottle, service: Service):
         self.bottle = app
         self.service = service
-        self.cors = Cors(service.cfg.server.cors_origins)
+        self.cors = service.cors
 
     def __call__(self, environ, start_response):
         origin = environ.get("HTTP_ORIGIN")
@@ -392,7 +393,8 @@ class _Outer:
             headers = self.cors.preflight_headers(origin)
             if headers is not None:
                 self.service.metrics.requests.labels("other", "204").inc()
-                start_response("204 No Content", headers)
+                start_response("204 No Content", headers + [("X-Request-Id",
+                                                              _request_id(environ.get("HTTP_X_REQUEST_ID")))])
                 return [b""]
         cors_headers = self.cors.response_headers(origin)
         if cors_headers:
@@ -404,7 +406,8 @@ class _Outer:
         expect = environ.get("HTTP_EXPECT")
         if expect is not None and expect.strip().lower() != "100-continue":
             request_id = self.service.record_transport_error(417, "BAD_REQUEST", environ.get("REQUEST_METHOD", ""),
-                                                             environ.get("PATH_INFO", ""))
+                                                             environ.get("PATH_INFO", ""),
+                                                             environ.get("REMOTE_ADDR", "-"))
             start_response("417 Expectation Failed", [("Content-Type", JSON_TYPE), ("X-Request-Id", request_id)])
             return [http_errors.body("BAD_REQUEST", f"unsupported Expect: {expect[:64]!r}", param="Expect")]
         return self.bottle(environ, start_response)

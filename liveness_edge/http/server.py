@@ -50,19 +50,40 @@ class JsonErrorTask(ErrorTask):
         service = getattr(self.channel.server, "liveness_service", None)
         if service is not None:
             request_id = service.record_transport_error(status_code, code, getattr(self.request, "command", ""),
-                                                        getattr(self.request, "path", ""))
+                                                        getattr(self.request, "path", ""), _remote(self.channel))
             self.response_headers.append(("X-Request-Id", request_id))
+            # A browser page on a listed origin must be able to read this error too (server.cors-origins).
+            self.response_headers.extend(service.cors.response_headers(_origin(self.request)))
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
 
 
+def _remote(channel) -> str:
+    addr = getattr(channel, "addr", None)
+    return str(addr[0]) if isinstance(addr, tuple) and addr else "-"
+
+
+def _origin(request) -> str | None:
+    headers = getattr(request, "headers", None) or {}
+    return headers.get("ORIGIN")  # waitress keys request headers upper-case, "-" as "_"
+
+
 class JsonChannel(HTTPChannel):
     """A channel that remembers when the request it is receiving began, so a client that trickles its headers or
-    body (defeating waitress's idle timeout one byte at a time) is cut off after ``server.read-timeout`` in total."""
+    body (defeating waitress's idle timeout one byte at a time) is cut off after ``server.read-timeout`` in total.
+    A request already refused from its headers (413: Content-Length over limits.video-size) gets no
+    ``100 Continue``: a client that sent ``Expect: 100-continue`` then reads the 413 instead of uploading the body."""
 
     error_task_class = JsonErrorTask
     request_started: float | None = None
+
+    def send_continue(self):
+        if self.request is not None and self.request.error is not None:
+            self.sent_continue = True  # waitress would otherwise try again after each request it answers
+            self.request.expect_continue = False
+            return
+        super().send_continue()
 
     def received(self, data):
         if data and self.request is None:
@@ -83,9 +104,11 @@ class JsonChannel(HTTPChannel):
                                 f"({limit:g} s)", param="server.read-timeout")
         service = getattr(self.server, "liveness_service", None)
         request_id = service.record_transport_error(408, "REQUEST_TIMEOUT", getattr(self.request, "command", ""),
-                                                    getattr(self.request, "path", "")) if service else ""
+                                                    getattr(self.request, "path", ""), _remote(self)) if service else ""
+        cors = "".join(f"{k}: {v}\r\n" for k, v in service.cors.response_headers(_origin(self.request))) \
+            if service else ""
         head = (f"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\n\r\n").encode()
+                f"Content-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\n{cors}\r\n").encode()
         with self.requests_lock:
             if self.request is not None:
                 self.request.close()  # its body buffer may be a temporary file already
@@ -117,7 +140,8 @@ def build_server(service: Service):
         threads=cfg.server.workers,
         channel_timeout=max(1, int(cfg.server.read_timeout)),
         cleanup_interval=max(1, min(30, int(cfg.server.read_timeout / 2))),  # idle channels go within ~1.5x
-        max_request_body_size=cfg.limits.video_size,
+        # waitress refuses a body of max_request_body_size bytes or more; limits.video-size is the largest allowed.
+        max_request_body_size=cfg.limits.video_size + 1,
         ident="liveness-edge",
         clear_untrusted_proxy_headers=True,
         expose_tracebacks=False,
