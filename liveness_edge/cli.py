@@ -19,14 +19,33 @@ EXIT_STARTUP = 2
 EXIT_CHECK_FAILED = 1
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+class JsonLineFormatter(logging.Formatter):
+    """``log.format: json``: every log line one JSON object (level, logger, msg), so a log shipper reading the
+    journal needs no second parser; a request's line carries its fields (``extra={"fields": {...}}``) at the top
+    level instead of a message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"level": record.levelname.lower(), "logger": record.name}
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        else:
+            line["msg"] = record.getMessage()
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter() if fmt == "json" else
+                         logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
 def _load(args) -> Config:
     cfg = load_config(args.config)
-    _setup_logging(cfg.log_level)
+    _setup_logging(cfg.log_level, cfg.log_format)
     return cfg
 
 
