@@ -29,7 +29,8 @@ class ConfigError(StartupError):
     """A config problem, always naming the key path and, when known, the line."""
 
     def __init__(self, path: str, message: str, line: int | None = None, source: str = ""):
-        where = f"{source}:{line}: " if line and source else (f"line {line}: " if line else "")
+        where = f"{source}:{line}: " if line and source else (f"line {line}: " if line else (
+            f"{source}: " if source else ""))
         super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")
         self.key = path
         self.line = line
@@ -369,12 +370,15 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         line = mark.line + 1 if mark else None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError("", f"not valid YAML: {problem}", line, source) from None
-    raw = _validate_section(node, SCHEMA, "", source)
-    return _build(raw, source)
+    lines: dict[str, int] = {}
+    raw = _validate_section(node, SCHEMA, "", source, lines)
+    return _build(raw, source, lines)
 
 
-def _validate_section(node, schema: dict, prefix: str, source: str) -> dict:
-    """Walk one mapping node against its schema; returns {key: parsed value or sub-dict}, defaults filled in."""
+def _validate_section(node, schema: dict, prefix: str, source: str, lines: dict[str, int] | None = None) -> dict:
+    """Walk one mapping node against its schema; returns {key: parsed value or sub-dict}, defaults filled in.
+    ``lines`` collects the line of every key given (key path -> line), for errors that involve several keys."""
+    lines = {} if lines is None else lines
     out: dict[str, Any] = {}
     if node is None:
         node_items = []
@@ -394,9 +398,10 @@ def _validate_section(node, schema: dict, prefix: str, source: str) -> dict:
         if key in seen:
             raise ConfigError(path, "key given twice", line, source)
         seen.add(key)
+        lines[path] = line
         spec = schema[key]
         if isinstance(spec, dict):
-            out[key] = _validate_section(value_node, spec, path, source)
+            out[key] = _validate_section(value_node, spec, path, source, lines)
             continue
         parser, _default = spec
         value = _scalar(value_node, path, source)
@@ -424,25 +429,28 @@ def _timeouts(raw: dict) -> Timeouts:
     return Timeouts(raw["connect"], raw["response_header"], raw["overall"], raw["idle_connection"])
 
 
-def _build(raw: dict, source: str) -> Config:
+def _build(raw: dict, source: str, lines: dict[str, int] | None = None) -> Config:
+    lines = lines or {}
     if raw["min-selected-frames"] > raw["max-decoded-frames"]:
+        # Name the line of whichever of the two keys the file sets (the other is its default).
+        key = "min-selected-frames" if "min-selected-frames" in lines else "max-decoded-frames"
         raise ConfigError(
-            "min-selected-frames",
-            f"{raw['min-selected-frames']} is more than max-decoded-frames ({raw['max-decoded-frames']}); "
-            "expected min-selected-frames <= max-decoded-frames",
-            source=source,
+            key,
+            f"min-selected-frames ({raw['min-selected-frames']}) is more than max-decoded-frames "
+            f"({raw['max-decoded-frames']}); expected min-selected-frames <= max-decoded-frames",
+            lines.get(key), source,
         )
     if raw["extraction-api"]["extraction-api"]:
         raise ConfigError(
             "extraction-api.extraction-api",
             "a remote extraction-api is not supported by this edge build; expected \"\" (liveness runs in-process)",
-            source=source,
+            lines.get("extraction-api.extraction-api"), source,
         )
     if raw["sf-api"]["sf-api"]:
         raise ConfigError(
             "sf-api.sf-api",
             "an upstream sf-api is not supported yet; expected \"\" (detections are kept in the embedded cache)",
-            source=source,
+            lines.get("sf-api.sf-api"), source,
         )
     models, runtime, server = raw["models"], raw["runtime"], raw["server"]
     state_dir = os.environ.get(STATE_DIR_ENV) or raw["state-dir"]

@@ -68,6 +68,13 @@ def test_min_selected_more_than_max_decoded_is_refused():
     with pytest.raises(ConfigError) as err:
         parse_config("max-decoded-frames: 5\nmin-selected-frames: 6\n")
     assert "min-selected-frames" in str(err.value) and "max-decoded-frames" in str(err.value)
+    # a rule over two keys names the file and the line of the one the file sets
+    with pytest.raises(ConfigError) as err:
+        parse_config("listen: :18301\nmax-decoded-frames: 5\n", source="b.ini")
+    assert str(err.value).startswith("b.ini:2: max-decoded-frames: ") and err.value.line == 2
+    with pytest.raises(ConfigError) as err:
+        parse_config("extraction-api:\n  extraction-api: http://x\n", source="c.ini")
+    assert str(err.value).startswith("c.ini:2: extraction-api.extraction-api: ")
 
 
 def test_duplicate_key_and_bad_yaml_are_refused():
