@@ -270,7 +270,8 @@ def _frame(grey: np.ndarray, index: int):
     return Frame(index, index / 25, grey.shape[1], grey.shape[0], vf, 0, VideoReformatter())
 
 
-def _moving_face_clip(face_moves_scene: bool, textured: bool = True, step: float = 1.5, frames: int = 12):
+def _moving_face_clip(face_moves_scene: bool, textured: bool = True, step: float = 1.5, frames: int = 12,
+                      hair: float = 0.0):
     """Frames and face samples of a face moving in front of a background (a live person before a fixed camera),
     or of the whole scene moving with the face (a held sheet or screen filling the view)."""
     import cv2
@@ -286,6 +287,10 @@ def _moving_face_clip(face_moves_scene: bool, textured: bool = True, step: float
     else:
         back = (120 + rng.normal(0, 1.0, (size, size))).astype(np.uint8)  # a plain wall and sensor noise
     offsets = rng.uniform(-0.5, 0.5, (len(FACE_POINTS), 2)) * side  # the face's rigid points, about its centre
+    hair_texture = cv2.normalize(cv2.GaussianBlur(rng.uniform(0, 255, (size, size)).astype(np.float32), (0, 0), 1.5),
+                                 None, 10, 90, cv2.NORM_MINMAX).astype(np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size]
+    hair_shape = ((xx - side * 0.6) / (side * 0.6)) ** 2 + ((yy - (hair * side + side / 2)) / (hair * side + side / 2 + 1e-9)) ** 2 <= 1
     out = []
     for t in range(frames):
         shift = np.array([step * t, 0.6 * step * t])
@@ -295,6 +300,12 @@ def _moving_face_clip(face_moves_scene: bool, textured: bool = True, step: float
                                    borderMode=cv2.BORDER_REFLECT)
         img = scene.copy()
         c = centre + shift
+        if hair:  # textured hair (or a hat) reaching ``hair`` face sides above the face box, moving with the head
+            top = int(c[1] - side / 2 - hair * side)
+            patch = hair_texture[: int(c[1]) - top, : int(side * 1.2)]
+            x = int(c[0] - side * 0.6)
+            region = img[top:top + patch.shape[0], x:x + patch.shape[1]]
+            region[:] = np.where(hair_shape[: patch.shape[0], : patch.shape[1]], patch, region)
         cv2.ellipse(img, (int(c[0]), int(c[1])), (int(side * 0.4), int(side * 0.5)), 0, 0, 360, 180, -1)
         points = np.zeros((468, 3), np.float32)
         points[list(FACE_POINTS), :2] = c + offsets
@@ -328,9 +339,25 @@ def test_surround_abstains_for_a_face_moving_before_a_still_background():
 
 
 @pytest.mark.parametrize("kwargs, why", [
-    ({"step": 0.0}, "moved too little"),  # a still print and a still person look alike
+    ({"step": 0.0}, "too few frames in which the face had moved"),  # a still print and a still person look alike
     ({"textured": False}, "nothing to track"),  # a plain wall: specks of noise are not followed at random
 ])
 def test_surround_abstains_when_it_cannot_tell(kwargs, why):
     result = _surround_on(_moving_face_clip(face_moves_scene=True, **kwargs))
     assert result.value is None and why in result.detail["why"], result
+
+
+def test_surround_leaves_hair_to_the_head_before_a_plain_wall():
+    # Hair moves with the head; before a plain wall it is the only texture around the face. Hair reaching 0.5 face
+    # sides above the face box (a live clip here reaches 0.3-0.45) must not read as a held sheet.
+    result = _surround_on(_moving_face_clip(face_moves_scene=False, textured=False, hair=0.5))
+    assert result.value is None, result
+
+
+def test_surround_skips_frames_whose_landmarks_are_not_numbers():
+    from liveness_edge.cues.surround import FOLLOWS_VALUE
+
+    clip = _moving_face_clip(face_moves_scene=True)
+    clip[4][1].landmarks.points[33, 1] = np.nan  # one frame's mesh failed on one point
+    clip[0][1].landmarks.points[263, 0] = np.inf  # and the first frame's: seeding waits for the next
+    assert _surround_on(clip).value == FOLLOWS_VALUE

@@ -34,8 +34,11 @@ EVERY = 2
 # cheekbones. Not the mouth or the jaw (talking moves them).
 FACE_POINTS = (33, 133, 263, 362, 1, 4, 6, 168, 197, 195, 10, 151, 9, 127, 356, 50, 280, 117, 346, 123, 352)
 # The surround: the window minus the face box grown by these margins (face sides) for the ears and the hair, and
-# minus everything below the chin.
-SIDE_MARGIN, TOP_MARGIN, BOTTOM_CUT = 0.35, 0.45, 0.45
+# minus everything below the chin. Hair moves with the head, and where it is the only texture (a plain wall behind)
+# it would read as a surround that follows the face: a live clip here has its hair top 0.30-0.45 face sides above
+# the box, so the top margin is 0.6 (at 0.45 that clip's hair was 0.15 from firing). A hat, a hood or hair taller
+# than that before a plain wall can still fire it (docs/accuracy.md).
+SIDE_MARGIN, TOP_MARGIN, BOTTOM_CUT = 0.35, 0.6, 0.45
 MAX_CORNERS, MIN_POINTS = 60, 6
 # Corner strength floor (smallest eigenvalue of the 3x3 structure tensor, OpenCV's scale). goodFeaturesToTrack's own
 # threshold is relative to the strongest corner, so on a plain wall it returns specks of noise that LK cannot follow
@@ -94,6 +97,8 @@ class SurroundCue:
         grey = luma_scaled(frame, x0, y0, math.floor(x0 + side), math.floor(y0 + side), WORK_SIZE, WORK_SIZE)
         zoom = WORK_SIZE / side
         face_pts = (sample.landmarks.points[list(FACE_POINTS), :2] - [x0, y0]) * zoom
+        if not np.isfinite(face_pts).all():  # a landmark the model could not place: nothing to measure the face by
+            return
         if self.prev is None:
             self._seed(frame, grey, face_pts, max(face.width, face.height) * zoom, zoom)
             return
@@ -139,7 +144,10 @@ class SurroundCue:
         if self.alive is None or len(self.ref) < MIN_POINTS:
             return CueScore(self.name, None, {**detail, "why": "nothing to track around the face"})
         if len(self.rows) < MIN_FRAMES:
-            return CueScore(self.name, None, {**detail, "why": "the face moved too little to tell"})
+            # Too few frames where the face had moved far enough while enough points were still tracked.
+            why = ("the surround was lost while tracking" if detail["points_tracked"] < MIN_POINTS
+                   else "too few frames in which the face had moved to tell")
+            return CueScore(self.name, None, {**detail, "why": why})
         rows = np.array(self.rows)
         top = rows[rows[:, 0] >= np.median(rows[:, 0])]  # the frames with the most motion decide most clearly
         share = float(np.median(top[:, 1]))

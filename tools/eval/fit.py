@@ -25,13 +25,13 @@ from . import metrics
 CUE_NAMES = ("planarity", "blink", "micro_motion", "texture")  # the cues the shipped fusion is fitted on
 # Cues with a designed, not fitted, weight: the two context cues, one-sided attack evidence that fires on too few real
 # clips here for a fit to weigh it (no live clip; bezel, a straight-edged frame around the face: 1 of 3 real replays,
-# 8 of 66 synthetic attacks; surround, the surroundings moving with the face: 1 of 3 real replays, 21 synthetic
+# 8 of 66 synthetic attacks; surround, the surroundings moving with the face: 1 of 3 real replays, 15 synthetic
 # attacks). Each gets a fixed penalty: FIXED_PENALTY logit units on every frame of a clip where it fires. That is
 # strong (a clip at 0.993 drops to 0.875) but not absolute (a clip at 0.999 stays at 0.98), because a live person
 # could fire them too (standing still between two straight edges; filmed by a hand-held camera). The operating point
 # is placed WITHOUT them, so the penalties can only turn answers towards refusal and never lower the bar for anything
-# else (placed with them, the bundled CV refused one live clip fewer but accepted 27 % of the synthetic replays
-# instead of 12 %, and MiniFASNetV2's 21 % instead of 0 %: docs/accuracy.md).
+# else (placed with them, surround's first version: the bundled CV refused one live clip fewer but accepted 27 % of
+# the synthetic replays instead of 12 %, and MiniFASNetV2's 21 % instead of 0 %: docs/accuracy.md).
 FIXED_PENALTY = 3.0
 FIXED = {"bezel": round(FIXED_PENALTY / -float(logit(BEZEL_FIRED)), 6),
          "surround": round(FIXED_PENALTY / -float(logit(SURROUND_FIRED)), 6)}
