@@ -310,9 +310,29 @@ def region_luma(frame: Frame, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     if x1 <= x0 or y1 <= y0:
         return np.zeros((0, 0), np.uint8)
     vf = frame.video_frame
-    if not frame.rotation and vf.format.name in _YUV420:
-        return _plane(vf, 0, height, width)[y0:y1, x0:x1]
+    if vf.format.name in _YUV420:
+        if not frame.rotation:
+            return _plane(vf, 0, height, width)[y0:y1, x0:x1]
+        # A phone's portrait clip is stored turned: cut the window from the stored Y plane and turn only the window
+        # (converting and turning the whole frame cost ~14 ms at 1080p, for every cue that asked).
+        sx0, sy0, sx1, sy1, turns = _stored_rect(frame, x0, y0, x1, y1)
+        stored = _plane(vf, 0, frame.height, frame.width)[sy0:sy1, sx0:sx1]
+        return np.ascontiguousarray(np.rot90(stored, turns))
     return cv2.cvtColor(np.ascontiguousarray(region_rgb(frame, x0, y0, x1, y1)), cv2.COLOR_RGB2GRAY)
+
+
+def _stored_rect(frame: Frame, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int, int]:
+    """The rectangle of the stored (not yet turned) picture that ``_rotate`` turns into the upright [x0,x1) x
+    [y0,y1), and the number of quarter turns (np.rot90's k) that makes it upright."""
+    width, height = frame.width, frame.height  # stored size
+    turns = {90: 1, 180: 2, 270: 3}.get(frame.rotation, 0)
+    if turns == 1:  # upright (row i, col j) = stored (row j, col width-1-i)
+        return width - y1, x0, width - y0, x1, 1
+    if turns == 2:  # upright (i, j) = stored (height-1-i, width-1-j)
+        return width - x1, height - y1, width - x0, height - y0, 2
+    if turns == 3:  # upright (i, j) = stored (height-1-j, i)
+        return y0, height - x1, y1, height - x0, 3
+    return x0, y0, x1, y1, 0
 
 
 def window_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int,

@@ -177,3 +177,29 @@ def test_mjpeg_is_decoded_and_the_log_warns_once_that_it_is_misread(caplog, monk
         decode_all(encode(blank_frames(3, 160, 120)))  # H.264: nothing to say
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "clips arrive as MJPEG: the texture cue" in warnings[0] and "H.264" in warnings[0]
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_luma_windows_of_a_turned_frame_are_the_upright_pictures(rotation):
+    # A phone's portrait clip is stored turned with a rotation tag; the cues' grey windows must show the upright
+    # picture, cut from the stored luma without converting the whole frame.
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from liveness_edge.decode import Frame, region_luma, upright_size
+
+    rng = np.random.default_rng(rotation)
+    stored = rng.integers(16, 236, (48, 80), dtype=np.uint8)  # height 48, width 80, as the decoder stores it
+    vf = av.VideoFrame.from_ndarray(np.dstack([stored] * 3), format="rgb24").reformat(format="yuv420p")
+    y_plane = np.frombuffer(vf.planes[0], np.uint8).reshape(-1, vf.planes[0].line_size)[:48, :80]
+    frame = Frame(0, 0.0, 80, 48, vf, rotation, VideoReformatter())
+    upright = np.rot90(y_plane, {90: 1, 180: 2, 270: 3}.get(rotation, 0))
+    width, height = upright_size(frame)
+    assert upright.shape == (height, width)
+    for x0, y0, x1, y1 in ((0, 0, width, height), (3, 5, 17, 40), (width - 9, height - 20, width, height),
+                           (-4, -4, 10, 12)):
+        window = region_luma(frame, x0, y0, x1, y1)
+        assert np.array_equal(window, upright[max(y0, 0):y1, max(x0, 0):x1]), (x0, y0, x1, y1)
+    # the same picture, the same way up, as the colour path shows it (grey of RGB: full range, so compare shapes)
+    grey = region_rgb(frame, 3, 5, 17, 40).astype(np.float64).mean(axis=2)
+    assert np.corrcoef(grey.ravel(), region_luma(frame, 3, 5, 17, 40).ravel().astype(np.float64))[0, 1] > 0.99
