@@ -340,7 +340,8 @@ def window_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int,
     """A window of the upright frame covering [x0,x1) x [y0,y1) (clipped), scaled down by about ``shrink`` >= 1.
 
     Returns (rgb, ox, oy, sx, sy): window pixel (u, v) shows frame point (ox + u / sx, oy + v / sy). For I420 frames
-    the YUV planes are cut and area-averaged before the colour conversion, so a large face costs a small conversion.
+    the YUV planes are cut and area-averaged before the colour conversion, so a large face costs a small conversion;
+    a turned frame (a phone's portrait clip) is cut in its stored orientation and only the window is turned.
     """
     width, height = upright_size(frame)
     x0, y0 = max(0, x0), max(0, y0)
@@ -348,13 +349,34 @@ def window_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int,
     if x1 <= x0 or y1 <= y0:
         return np.zeros((0, 0, 3), np.uint8), x0, y0, 1.0, 1.0
     vf = frame.video_frame
-    # I420 window: even-aligned start, height a multiple of 4 so the chroma rows pack into OpenCV's I420 layout.
+    if vf.format.name not in _YUV420:
+        return _shrunk(_upright_rgb(frame)[y0:y1, x0:x1], shrink, x0, y0)
+    sx0, sy0, sx1, sy1, turns = _stored_rect(frame, x0, y0, x1, y1)
+    cut = _i420_window(vf, frame.width, frame.height, sx0, sy0, sx1, sy1, shrink)
+    if cut is None:  # the aligned window would pass the frame's edge
+        return _shrunk(_upright_rgb(frame)[y0:y1, x0:x1], shrink, x0, y0)
+    rgb, ox, oy, sx, sy, w, h = cut
+    if not turns:
+        return rgb, ox, oy, sx, sy
+    # Pixel edges map to pixel edges: stored x in [ox, ox + w) is upright row width_stored - x, and so on.
+    rgb = np.ascontiguousarray(np.rot90(rgb, turns))
+    if turns == 1:
+        return rgb, oy, frame.width - ox - w, sy, sx
+    if turns == 2:
+        return rgb, frame.width - ox - w, frame.height - oy - h, sx, sy
+    return rgb, frame.height - oy - h, ox, sy, sx
+
+
+def _i420_window(vf, width: int, height: int, x0: int, y0: int, x1: int, y1: int,
+                 shrink: float) -> tuple[np.ndarray, int, int, float, float, int, int] | None:
+    """RGB of the stored I420 picture's [x0,x1) x [y0,y1), area-averaged by the whole part of ``shrink``:
+    (rgb, ox, oy, sx, sy, w, h) with (w, h) the stored pixels covered; None when the aligned cut would pass the edge."""
+    # Even-aligned start, height a multiple of 4 so the chroma rows pack into OpenCV's I420 layout.
     ax0, ay0 = x0 & ~1, y0 & ~1
     w = ((x1 - ax0) + 1) & ~1
     h = ((y1 - ay0) + 3) & ~3
-    if frame.rotation or vf.format.name not in _YUV420 or ax0 + w > width or ay0 + h > height:
-        rgb = _upright_rgb(frame)[y0:y1, x0:x1]
-        return _shrunk(rgb, shrink, x0, y0)
+    if ax0 + w > width or ay0 + h > height:
+        return None
     y_plane = _plane(vf, 0, height, width)[ay0 : ay0 + h, ax0 : ax0 + w]
     chroma = (slice(ay0 // 2, (ay0 + h) // 2), slice(ax0 // 2, (ax0 + w) // 2))
     u_plane = _plane(vf, 1, (height + 1) // 2, (width + 1) // 2)[chroma]
@@ -369,7 +391,7 @@ def window_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int,
         v_plane = cv2.resize(v_plane[: h // 2, : w // 2], (out_w // 2, out_h // 2), interpolation=cv2.INTER_AREA)
     packed = np.concatenate([y_plane, u_plane.reshape(-1, out_w), v_plane.reshape(-1, out_w)])
     rgb = cv2.cvtColor(packed, cv2.COLOR_YUV2RGB_I420)
-    return rgb, ax0, ay0, out_w / w, out_h / h
+    return rgb, ax0, ay0, out_w / w, out_h / h, w, h
 
 
 def _shrunk(rgb: np.ndarray, shrink: float, ox: int, oy: int) -> tuple[np.ndarray, int, int, float, float]:

@@ -203,3 +203,38 @@ def test_luma_windows_of_a_turned_frame_are_the_upright_pictures(rotation):
     # the same picture, the same way up, as the colour path shows it (grey of RGB: full range, so compare shapes)
     grey = region_rgb(frame, 3, 5, 17, 40).astype(np.float64).mean(axis=2)
     assert np.corrcoef(grey.ravel(), region_luma(frame, 3, 5, 17, 40).ravel().astype(np.float64))[0, 1] > 0.99
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+@pytest.mark.parametrize("shrink", [1.0, 2.0, 3.0])
+def test_colour_windows_of_a_turned_frame_show_the_upright_picture_where_they_say(rotation, shrink):
+    # The crops the models see come from window_rgb: on a turned frame it must show the upright picture, and its
+    # (ox, oy, sx, sy) must say where each window pixel lies in the upright frame.
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    from liveness_edge.decode import Frame, _upright_rgb, upright_size, window_rgb
+
+    base = np.full((120, 160, 3), 60, np.uint8)
+    vf0 = av.VideoFrame.from_ndarray(base, format="rgb24").reformat(format="yuv420p")
+    frame0 = Frame(0, 0.0, 160, 120, vf0, rotation, VideoReformatter())
+    width, height = upright_size(frame0)
+    # a bright square at a known upright place, drawn into the stored picture through the inverse turn
+    upright = np.full((height, width, 3), 60, np.uint8)
+    upright[30:42, 50:62] = 230
+    stored = np.ascontiguousarray(np.rot90(upright, -{90: 1, 180: 2, 270: 3}.get(rotation, 0)))
+    vf = av.VideoFrame.from_ndarray(stored, format="rgb24").reformat(format="yuv420p")
+    frame = Frame(0, 0.0, 160, 120, vf, rotation, VideoReformatter())
+    assert np.abs(_upright_rgb(frame).astype(int) - upright).mean() < 3  # the reference path agrees
+
+    rgb, ox, oy, sx, sy = window_rgb(frame, 21, 13, 97, 83, shrink)
+    assert rgb.shape[0] == pytest.approx((83 - 13) * sy, abs=4 / shrink + 4)
+    assert rgb.shape[1] == pytest.approx((97 - 21) * sx, abs=4 / shrink + 4)
+    bright = rgb.mean(axis=2) > 145
+    rows, cols = np.nonzero(bright)
+    centre_x = ox + (cols.mean() + 0.5) / sx
+    centre_y = oy + (rows.mean() + 0.5) / sy
+    assert centre_x == pytest.approx(56.0, abs=1.0) and centre_y == pytest.approx(36.0, abs=1.0)
+    if shrink == 1.0:  # unshrunk, it is the reference path's picture
+        reference = _upright_rgb(frame)[oy:oy + rgb.shape[0], ox:ox + rgb.shape[1]]
+        assert np.abs(reference.astype(int) - rgb).mean() < 3
