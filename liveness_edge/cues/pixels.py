@@ -1,7 +1,8 @@
 """Cheap pixel access for the cues: grey (luma) windows of the upright frame without converting to RGB.
 
 For the usual I420 frames with no rotation, the luma window is a slice of the decoder's Y plane (no conversion at
-all), and for a turned I420 frame only the window is turned; other pixel formats go through an RGB conversion and are turned grey (``decode.region_luma``).
+all), and for a turned I420 frame only the window is turned; other pixel formats go through an RGB conversion and
+are turned grey (``decode.region_luma``).
 """
 
 from __future__ import annotations
