@@ -1,6 +1,7 @@
 """Which clip cues the daemon runs: one factory per cue, each called once per request.
 
-Every cue is cheap (at most ~1 ms per frame each, all four ~1.3 ms; see docs/accuracy.md) and self-contained:
+Every cue is cheap (at most ~1 ms per frame each; the five the shipped fusion runs ~1.5 ms together; see
+docs/accuracy.md) and self-contained:
 
 - ``planarity`` (cues/planarity.py): tracked points move by a homography -> a flat photo/screen; attack evidence
   only: abstains when still and when the points move like a 3D head (a live head and a replayed one both do);
