@@ -39,13 +39,17 @@ CUES: dict[str, Callable[[], ClipCue]] = {
 }
 
 
+def needs_fixed_camera(name: str) -> bool:
+    """Whether the cue ``name`` assumes a fixed camera (``camera: hand-held`` does not run it)."""
+    return bool(getattr(CUES.get(name), "needs_fixed_camera", False))
+
+
 def default_cues(cfg, models) -> tuple[Callable[[], ClipCue], ...]:
     """The cues the fusion in use counts: with fitted coefficients for this liveness model, only the cues whose weight
     is not 0 (a cue the fit dropped would cost time and change nothing); without them (CNN mean), every cue, so that
     ``return_frames`` still shows what each one saw. With ``camera: hand-held``, never a cue that assumes a fixed
     camera (``needs_fixed_camera``): a hand-held camera moves the background with a still head."""
-    usable = {name: make for name, make in CUES.items()
-              if cfg.camera == "fixed" or not getattr(make, "needs_fixed_camera", False)}
+    usable = {name: make for name, make in CUES.items() if cfg.camera == "fixed" or not needs_fixed_camera(name)}
     entry = fitted_entry(cfg, models)
     if entry is None:
         return tuple(usable.values())

@@ -128,7 +128,7 @@ class HeldOut:
     def row(self, item: dict, hand_held: bool = False) -> dict:
         """What the report shows of one collected clip, scored by the fusion fitted without its source; with
         ``hand_held``, as the daemon scores it with ``camera: hand-held`` (the cues that need a fixed camera not run)."""
-        from liveness_edge.cues.registry import CUES
+        from liveness_edge.cues.registry import needs_fixed_camera
 
         from . import fit
 
@@ -137,8 +137,7 @@ class HeldOut:
         if hand_held:
             row["encoding"] = (item.get("encoding") or "as recorded") + HAND_HELD_SUFFIX
             if item["status"] == "ok":
-                item = {**item, "cues": {k: v for k, v in item["cues"].items()
-                                         if not getattr(CUES.get(k), "needs_fixed_camera", False)}}
+                item = {**item, "cues": {k: v for k, v in item["cues"].items() if not needs_fixed_camera(k)}}
         if item["status"] == "ok":
             group = item["group"]
             if group not in self._fusions:
