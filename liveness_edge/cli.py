@@ -15,6 +15,7 @@ from .config import CONFIG_ENV, Config, load_config
 from .errors import LivenessError, StartupError
 from .memory import limit_arenas
 
+log = logging.getLogger("liveness_edge")
 EXIT_STARTUP = 2
 EXIT_CHECK_FAILED = 1
 
@@ -46,6 +47,8 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
 def _load(args) -> Config:
     cfg = load_config(args.config)
     _setup_logging(cfg.log_level, cfg.log_format)
+    for notice in cfg.notices:
+        log.warning("config: %s", notice)
     return cfg
 
 
@@ -101,6 +104,8 @@ def cmd_check(args) -> int:
 def cmd_config_check(args) -> int:
     path = args.path or args.config
     cfg = load_config(path)
+    for notice in cfg.notices:
+        print(f"warning: {notice}", file=sys.stderr)
     print(f"{cfg.source}: OK (listen {cfg.listen}, models {cfg.models.dir}, state-dir {cfg.state_dir})")
     return 0
 

@@ -29,11 +29,15 @@ class ConfigError(StartupError):
     """A config problem, always naming the key path and, when known, the line."""
 
     def __init__(self, path: str, message: str, line: int | None = None, source: str = ""):
-        where = f"{source}:{line}: " if line and source else (f"line {line}: " if line else (
-            f"{source}: " if source else ""))
+        where = _where(source, line)
         super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")
         self.key = path
         self.line = line
+
+
+def _where(source: str, line: int | None) -> str:
+    """The "file:line: " prefix of a message about a key (as much of it as is known)."""
+    return f"{source}:{line}: " if line and source else (f"line {line}: " if line else (f"{source}: " if source else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -324,6 +328,9 @@ class Config:
     log_format: str
     camera: str = "fixed"  # fixed | hand-held: whether a still background can be expected behind a live face
     source: str = field(default="", compare=False)
+    # Settings accepted for drop-in compatibility that this build does not act on, one line each, naming the key
+    # (logged as warnings at start and printed by config-check).
+    notices: tuple[str, ...] = field(default=(), compare=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -429,6 +436,23 @@ def _timeouts(raw: dict) -> Timeouts:
     return Timeouts(raw["connect"], raw["response_header"], raw["overall"], raw["idle_connection"])
 
 
+# The seed's upstream services. A findface-liveness-api config names them; this build does their work itself, so a
+# copied config starts, and says what it does instead (a refusal here would make every migrated config fail).
+UNUSED_URLS = {
+    "extraction-api.extraction-api": "not used: this build runs face detection and liveness in-process",
+    "sf-api.sf-api": "not used: this build keeps detections in its own cache (detection_id is read back with "
+                     "GET /v1/detections/{id}, not from sf-api)",
+}
+
+
+def _unused_url_notices(raw: dict, source: str, lines: dict[str, int]):
+    for key, what in UNUSED_URLS.items():
+        section, name = key.split(".")
+        url = raw[section][name]
+        if url:
+            yield f"{_where(source, lines.get(key))}{key}: {url!r} is {what}"
+
+
 def _build(raw: dict, source: str, lines: dict[str, int] | None = None) -> Config:
     lines = lines or {}
     if raw["min-selected-frames"] > raw["max-decoded-frames"]:
@@ -440,18 +464,7 @@ def _build(raw: dict, source: str, lines: dict[str, int] | None = None) -> Confi
             f"({raw['max-decoded-frames']}); expected min-selected-frames <= max-decoded-frames",
             lines.get(key), source,
         )
-    if raw["extraction-api"]["extraction-api"]:
-        raise ConfigError(
-            "extraction-api.extraction-api",
-            "a remote extraction-api is not supported by this edge build; expected \"\" (liveness runs in-process)",
-            lines.get("extraction-api.extraction-api"), source,
-        )
-    if raw["sf-api"]["sf-api"]:
-        raise ConfigError(
-            "sf-api.sf-api",
-            "an upstream sf-api is not supported yet; expected \"\" (detections are kept in the embedded cache)",
-            lines.get("sf-api.sf-api"), source,
-        )
+    notices = tuple(_unused_url_notices(raw, source, lines))
     models, runtime, server = raw["models"], raw["runtime"], raw["server"]
     state_dir = os.environ.get(STATE_DIR_ENV) or raw["state-dir"]
     base = Path(source).resolve().parent if source and not source.startswith("<") else Path.cwd()
@@ -495,6 +508,7 @@ def _build(raw: dict, source: str, lines: dict[str, int] | None = None) -> Confi
         log_format=raw["log"]["format"],
         camera=raw["camera"],
         source=source,
+        notices=notices,
     )
 
 

@@ -28,6 +28,51 @@ def test_config_check_names_the_bad_key(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+# A findface-liveness-api config as NtechLab documents it (FindFace Security 4.3), upstream URLs included.
+FINDFACE_CONFIG = """listen: :18301
+liveness-threshold: 0.75
+fullframe-jpeg-quality: 75
+max-decoded-frames: 30
+min-selected-frames: 10
+
+extraction-api:
+  request-batch-size: 16
+  timeouts:
+    connect: 5s
+    response_header: 30s
+    overall: 35s
+    idle_connection: 10s
+  extraction-api: http://127.0.0.1:18666
+
+sf-api:
+  timeouts:
+    connect: 5s
+    response_header: 30s
+    overall: 35s
+    idle_connection: 10s
+  sf-api: http://127.0.0.1:18411
+
+limits:
+  video-size: 10485760
+  video-length-sec: 60
+  video-fps: 30
+  video-width-px: 1920
+  video-height-px: 1080
+"""
+
+
+def test_a_findface_config_is_accepted_with_the_unused_urls_named(tmp_path):
+    config = tmp_path / "findface-liveness-api.ini"
+    config.write_text(FINDFACE_CONFIG)
+    result = run_cli("config-check", str(config))
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 2
+    assert warnings[0].startswith(f"warning: {config}:14: extraction-api.extraction-api: 'http://127.0.0.1:18666'")
+    assert warnings[1].startswith(f"warning: {config}:22: sf-api.sf-api: 'http://127.0.0.1:18411' is not used")
+    assert "GET /v1/detections/{id}" in warnings[1]
+
+
 def test_serve_refuses_a_bad_config_with_one_line(tmp_path):
     bad = tmp_path / "bad.ini"
     bad.write_text("min-selected-frames: 50\n")

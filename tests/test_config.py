@@ -72,9 +72,6 @@ def test_min_selected_more_than_max_decoded_is_refused():
     with pytest.raises(ConfigError) as err:
         parse_config("listen: :18301\nmax-decoded-frames: 5\n", source="b.ini")
     assert str(err.value).startswith("b.ini:2: max-decoded-frames: ") and err.value.line == 2
-    with pytest.raises(ConfigError) as err:
-        parse_config("extraction-api:\n  extraction-api: http://x\n", source="c.ini")
-    assert str(err.value).startswith("c.ini:2: extraction-api.extraction-api: ")
 
 
 def test_duplicate_key_and_bad_yaml_are_refused():
@@ -84,11 +81,17 @@ def test_duplicate_key_and_bad_yaml_are_refused():
         parse_config("limits: [1\n")
 
 
-def test_remote_upstreams_are_refused_with_a_reason():
-    with pytest.raises(ConfigError, match="sf-api.sf-api"):
-        parse_config('sf-api:\n  sf-api: "http://sf:18411"\n')
-    with pytest.raises(ConfigError, match="extraction-api.extraction-api"):
-        parse_config('extraction-api:\n  extraction-api: "http://x"\n')
+def test_upstream_urls_from_a_findface_config_are_accepted_and_named_as_unused():
+    cfg = parse_config('extraction-api:\n  request-batch-size: 8\n  extraction-api: http://127.0.0.1:18666\n'
+                       'sf-api:\n  sf-api: "http://127.0.0.1:18411"\n', source="ff.ini")
+    assert cfg.extraction_api.request_batch_size == 8
+    assert cfg.notices == (
+        "ff.ini:3: extraction-api.extraction-api: 'http://127.0.0.1:18666' is not used: this build runs face "
+        "detection and liveness in-process",
+        "ff.ini:5: sf-api.sf-api: 'http://127.0.0.1:18411' is not used: this build keeps detections in its own cache "
+        "(detection_id is read back with GET /v1/detections/{id}, not from sf-api)",
+    )
+    assert parse_config("listen: :18301\n").notices == ()
 
 
 @pytest.mark.parametrize("text, host, port", [(":18301", "", 18301), ("127.0.0.1:80", "127.0.0.1", 80),

@@ -92,6 +92,9 @@ def test_content_length_over_the_limit_is_413_without_reading_the_body(tight):
     status, headers, body = parse_reply(raw(*addr(tight), head, timeout=5))
     assert time.monotonic() - start < 2  # answered at once: the body was never sent
     assert_json_error(status, body, 413, "VIDEO_TOO_LARGE")
+    error = json.loads(body)
+    assert error["desc"] == f"the request body is larger than limits.video-size ({LIMIT} bytes)"
+    assert error["param"] == "limits.video-size"
     assert headers["connection"] == "close" and headers["x-request-id"]
 
 

@@ -43,7 +43,11 @@ class JsonErrorTask(ErrorTask):
         if status_code == 501:  # an unknown Transfer-Encoding: the client's request is at fault, not the daemon
             status_code, reason, param = 400, "Bad Request", "Transfer-Encoding"
         code = http_errors.CODE_FOR_STATUS.get(status_code, "BAD_REQUEST")
-        body = http_errors.body(code, f"{error.reason}: {error.body}".strip(": "), param=param)
+        desc = f"{error.reason}: {error.body}".strip(": ")
+        if status_code == 413:  # waitress names its own cut-off (the limit + 1, see build_server), not the setting
+            largest = self.channel.adj.max_request_body_size - 1
+            desc = f"the request body is larger than limits.video-size ({largest} bytes)"
+        body = http_errors.body(code, desc, param=param)
         status = f"{status_code} {reason}"
         self.status = status
         self.response_headers.append(("Content-Type", "application/json"))
