@@ -63,6 +63,18 @@ def parse_duration(value: Any) -> float:
     return total
 
 
+def _duration(lo: float) -> Callable[[Any], float]:
+    """A duration of at least ``lo`` seconds (where 0 would break the daemon, e.g. a read timeout)."""
+
+    def parse(value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds < lo:
+            raise ValueError(f"a duration of at least {lo:g}s")
+        return seconds
+
+    return parse
+
+
 def _int(lo: int | None = None, hi: int | None = None) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -210,17 +222,17 @@ SCHEMA: dict[str, Any] = {
         "min-score": (_float(0.0, 1.0), 0.25),
     },
     "server": {
-        "workers": (_int(1, 64), 4),
+        "workers": (_int(2, 64), 4),  # one is always kept free for /health and /metrics
         "max-concurrent-requests": (_int(0, 64), 0),
         "queue": (_int(0, 1024), 4),
-        "read-timeout": (parse_duration, "30s"),
+        "read-timeout": (_duration(1.0), "30s"),
         "drain-timeout": (parse_duration, "20s"),
         "demo-page": (_bool, True),
         "cors-origins": (_origins, ""),
     },
     "cache": {
         "max-entries": (_int(1, 10_000_000), 10000),
-        "ttl": (parse_duration, "720h"),
+        "ttl": (_duration(1.0), "720h"),
     },
     "auth": {
         "token-file": (_string, ""),

@@ -47,6 +47,10 @@ def test_empty_file_gives_the_same_defaults_as_the_shipped_one():
         ("server:\n  cors-origins: 'http://a.test/app'\n", "server.cors-origins", "no path"),
         ("server:\n  demo-page: yes please\n", "server.demo-page", "true or false"),
         ("camera: handheld\n", "camera", "one of fixed, hand-held"),
+        # values that would break the daemon: every upload a 408, every detection expired, no worker for /health
+        ("server:\n  read-timeout: 0s\n", "server.read-timeout", "a duration of at least 1s"),
+        ("cache:\n  ttl: 0s\n", "cache.ttl", "a duration of at least 1s"),
+        ("server:\n  workers: 1\n", "server.workers", "an integer in [2, 64]"),
     ],
 )
 def test_bad_values_name_the_key_line_and_expectation(text, key, expected):
