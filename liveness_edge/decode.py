@@ -227,6 +227,8 @@ class Decoder:
                 yield frame
                 if self.frames_decoded >= self.max_frames:
                     return
+            if self.frames_decoded == 0:  # a video track with no frames in it: not a clip, rather than "no face"
+                raise BadVideo("the video stream holds no frames")
         except av.FFmpegError as exc:
             if self.frames_decoded == 0:
                 raise BadVideo(f"no frame could be decoded: {_reason(exc)}") from None

@@ -238,3 +238,24 @@ def test_colour_windows_of_a_turned_frame_show_the_upright_picture_where_they_sa
     if shrink == 1.0:  # unshrunk, it is the reference path's picture
         reference = _upright_rgb(frame)[oy:oy + rgb.shape[0], ox:ox + rgb.shape[1]]
         assert np.abs(reference.astype(int) - rgb).mean() < 3
+
+
+def test_a_video_track_without_frames_is_bad_video():
+    # A container whose video track holds no frames (an audio-only recording that declares a camera track): not a
+    # clip, so BAD_VIDEO rather than "no face in 0 frames".
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        video = out.add_stream("mpeg4", rate=30)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = out.add_stream("pcm_s16le", rate=8000)
+        audio.layout = "mono"
+        samples = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        samples.sample_rate = 8000
+        for packet in audio.encode(samples):
+            out.mux(packet)
+    with pytest.raises(BadVideo, match="holds no frames"):
+        decode_all(buf.getvalue())
