@@ -407,9 +407,12 @@ def _validate_section(node, schema: dict, prefix: str, source: str, lines: dict[
         raise ConfigError(prefix or "<top level>", "expected a mapping of keys", node.start_mark.line + 1, source)
     seen: set[str] = set()
     for key_node, value_node in node_items:
+        line = key_node.start_mark.line + 1
+        if not isinstance(key_node, yaml.ScalarNode):  # "? [a, b]: 1" or "{a: 1}: 2": YAML allows it, keys are names
+            raise ConfigError(prefix or "<top level>", "a key must be a plain name, not a list or mapping", line,
+                              source)
         key = key_node.value
         path = f"{prefix}.{key}" if prefix else key
-        line = key_node.start_mark.line + 1
         if key not in schema:
             hint = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
             known = f"did you mean '{hint[0]}'?" if hint else "known keys here: " + ", ".join(sorted(schema))

@@ -133,7 +133,12 @@ def _locate(cfg, models, paths: Sequence[Path] | None) -> tuple[Path | None, dic
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             return path, None, f"{path} cannot be read ({exc})", logging.WARNING
-        entry = find_entry(document, name, sha)
+        try:  # an edited file: the same fallback as an unreadable one, with what is wrong, never a traceback
+            entry = find_entry(document, name, sha)
+            if entry is not None:
+                LogisticFusion.from_entry(entry)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            return path, None, f"{path} is not a fusion file ({type(exc).__name__}: {exc})", logging.WARNING
         if entry is None:
             return path, None, (f"no coefficients in {path} for liveness model {name} "
                                 f"(sha256 {(sha or '?')[:12]})"), logging.INFO

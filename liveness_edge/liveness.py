@@ -66,8 +66,18 @@ def _require(mapping: dict, key: str, where: str):
     return mapping[key]
 
 
-def load_spec_file(path: Path) -> tuple[Path, LivenessSpec]:
-    """Read an integrator's liveness spec (YAML); returns (model path, spec). Errors name the file and key."""
+def _section(value, key: str, where: str) -> dict:
+    """A spec section (input, crop, output): a mapping, or absent."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise StartupError(f"{where}: {key} is {value!r}, expected a mapping such as {key}: {{...}}")
+    return value
+
+
+def load_spec_file(path: Path) -> tuple[Path, LivenessSpec, str | None]:
+    """Read an integrator's liveness spec (YAML); returns (model path, spec, the model's expected sha256 if the file
+    gives one). Errors name the file and key."""
     where = str(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -75,25 +85,32 @@ def load_spec_file(path: Path) -> tuple[Path, LivenessSpec]:
         raise StartupError(f"models.liveness-spec: cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise StartupError(f"models.liveness-spec: {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise StartupError(f"{where}: expected a mapping of keys (model, input, crop, output), not {type(raw).__name__}")
     known = {"model", "sha256", "input", "crop", "output", "description"}
-    unknown = set(raw) - known
+    unknown = sorted(repr(k) for k in raw if not isinstance(k, str) or k not in known)
     if unknown:
-        raise StartupError(f"{where}: unknown key(s) {sorted(unknown)}; expected {sorted(known)}")
+        raise StartupError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {sorted(known)}")
     model_path = Path(str(_require(raw, "model", where))).expanduser()
     if not model_path.is_absolute():
         model_path = path.parent / model_path
-    return model_path, spec_from_mapping(raw, where)
+    expected = raw.get("sha256") or None
+    if expected is not None and not (isinstance(expected, str) and len(expected) == 64
+                                     and all(c in "0123456789abcdef" for c in expected.lower())):
+        raise StartupError(f"{where}: sha256 {expected!r}, expected 64 hex digits (sha256sum of the model file)")
+    return model_path, spec_from_mapping(raw, where), expected.lower() if expected else None
 
 
 def spec_from_mapping(raw: dict, where: str) -> LivenessSpec:
     """Spec from the YAML/manifest mapping {input: {layout, colour, range}, crop: {...}, output: {...}}."""
-    inp = raw.get("input", {}) or {}
-    crp = raw.get("crop", {}) or {}
-    out = _require(raw, "output", where) or {}
+    inp = _section(raw.get("input"), "input", where)
+    crp = _section(raw.get("crop"), "crop", where)
+    out = _section(_require(raw, "output", where), "output", where)
     layout = inp.get("layout", "NHWC")
     colour = inp.get("colour", inp.get("color", "RGB"))
     value_range = inp.get("range", [0.0, 1.0])
-    kind = KIND_SYNONYMS.get(out.get("kind", "probability"), out.get("kind", "probability"))
+    kind = out.get("kind", "probability")
+    kind = KIND_SYNONYMS.get(kind, kind) if isinstance(kind, str) else kind
     live_index = out.get("live-index", out.get("live_index"))
     if layout not in LAYOUTS:
         raise StartupError(f"{where}: input.layout {layout!r}, expected one of {', '.join(LAYOUTS)}")

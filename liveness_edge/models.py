@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
 
 from .config import Config
 from .detect import FaceDetector
@@ -37,7 +36,7 @@ class ModelInfo:
     name: str
     file: str
     sha256: str
-    sha256_ok: bool | None  # None: no recorded hash to compare (an integrator's model without sha256)
+    sha256_ok: bool | None  # None: nothing recorded to compare (an integrator's model without sha256, an EdgeTPU file)
     variant: str
     delegate: str
     runtime: str
@@ -99,14 +98,18 @@ def _verified_file(models_dir: Path, name: str, variant: dict) -> tuple[Path, st
     path = models_dir / variant["file"]
     if not path.is_file():
         raise StartupError(f"model file {path} ({name}) is missing")
-    try:
-        actual = sha256_of(path)
-    except OSError as exc:
-        raise StartupError(f"model file {path} ({name}) cannot be read: {exc.strerror or exc}") from None
+    actual = _digest(path, name)
     if actual != variant.get("sha256"):
         raise StartupError(f"model file {path} ({name}) does not match its manifest sha256 "
                            f"(expected {variant.get('sha256')}, got {actual}): corrupt or replaced")
     return path, actual
+
+
+def _digest(path: Path, what: str) -> str:
+    try:
+        return sha256_of(path)
+    except OSError as exc:
+        raise StartupError(f"model file {path} ({what}) cannot be read: {exc.strerror or exc}") from None
 
 
 def _bundled(models_dir: Path, manifest: dict, name: str, role: str, cfg: Config,
@@ -119,11 +122,14 @@ def _bundled(models_dir: Path, manifest: dict, name: str, role: str, cfg: Config
     variant_name = choose_variant(entry, name, cfg.runtime.variant, backend)
     variant = entry["variants"][variant_name]
     path, digest = _verified_file(models_dir, name, variant)
+    checked: bool | None = True
     if backend.key == "edgetpu":
         compiled = path.with_name(path.stem + "_edgetpu.tflite")
-        if compiled.is_file():  # integrator-compiled; not in the manifest, so not hash-checked
-            path = compiled
-    info = ModelInfo(role, name, str(path), digest, True, variant_name, backend.describe(), _runtime_name(),
+        if compiled.is_file():
+            # Integrator-compiled from the checked int8 file: not in the manifest, so there is nothing to check it
+            # against. Report its own digest, and that it was not checked (sha256_ok None), not the source's.
+            path, digest, checked = compiled, _digest(compiled, name), None
+    info = ModelInfo(role, name, str(path), digest, checked, variant_name, backend.describe(), _runtime_name(),
                      None, entry.get("source", {}), entry.get("licence", ""))
     return path, info, entry
 
@@ -135,11 +141,10 @@ def _runtime_name() -> str:
 
 def _slot_liveness(cfg: Config, backend: Backend) -> tuple[Path, ModelInfo, LivenessSpec]:
     spec_path = cfg.models.liveness_spec
-    model_path, spec = load_spec_file(spec_path)
+    model_path, spec, expected = load_spec_file(spec_path)
     if not model_path.is_file():
         raise StartupError(f"models.liveness-spec {spec_path}: model file {model_path} is missing")
-    digest = sha256_of(model_path)
-    expected = (yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}).get("sha256")
+    digest = _digest(model_path, "models.liveness-spec")
     if expected and expected != digest:
         raise StartupError(f"model file {model_path} does not match the sha256 in {spec_path} "
                            f"(expected {expected}, got {digest})")

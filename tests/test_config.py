@@ -51,6 +51,8 @@ def test_empty_file_gives_the_same_defaults_as_the_shipped_one():
         ("server:\n  read-timeout: 0s\n", "server.read-timeout", "a duration of at least 1s"),
         ("cache:\n  ttl: 0s\n", "cache.ttl", "a duration of at least 1s"),
         ("server:\n  workers: 1\n", "server.workers", "an integer in [2, 64]"),
+        ("? [listen]\n: 1\n", "<top level>", "a key must be a plain name"),
+        ("limits:\n  {video-fps: 3}: 30\n", "limits", "a key must be a plain name"),
     ],
 )
 def test_bad_values_name_the_key_line_and_expectation(text, key, expected):

@@ -86,6 +86,21 @@ def test_load_falls_back_to_the_mean_with_a_log_line(tmp_path, caplog):
     assert isinstance(load_fusion(None, _models("x", "y"), paths=[tmp_path / "bad.json"]), MeanFusion)
 
 
+@pytest.mark.parametrize("document", [
+    [1, 2],  # not an object
+    {"models": "antispoof"},  # not a list of entries
+    {"models": [{"match": {"name": "m"}, "weights": {"cnn": 1}}]},  # no intercept
+    {"models": [{"match": {"name": "m"}, "intercept": 1, "weights": {"cnn": "high"}}]},  # not a number
+])
+def test_an_edited_fusion_file_falls_back_to_the_mean_with_what_is_wrong(tmp_path, caplog, document):
+    path = tmp_path / "fusion.json"
+    path.write_text(json.dumps(document))
+    with caplog.at_level(logging.INFO, logger="liveness_edge.fusion"):
+        fusion = load_fusion(None, _models("m", "sha"), paths=[path])
+    assert isinstance(fusion, MeanFusion)
+    assert any(f"{path} is not a fusion file" in r.getMessage() for r in caplog.records)
+
+
 def test_shipped_fusion_matches_every_bundled_antispoof_variant():
     document = json.loads(FUSION_JSON.read_text())
     manifest = json.loads((ROOT / "models" / "tflite" / "manifest.json").read_text())

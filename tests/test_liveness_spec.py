@@ -45,6 +45,11 @@ def test_output_kinds():
     ({"output": {"kind": "probability"}}, "output.live-index"),
     ({"output": {"kind": "probability", "live-index": 0}, "crop": {"scale": 9}}, "crop.scale"),
     ({}, "missing key 'output'"),
+    # a section written as a single value instead of a mapping is named, not a traceback
+    ({"output": 3}, "output is 3, expected a mapping"),
+    ({"output": {"kind": "probability", "live-index": 0}, "input": "NHWC"}, "input is 'NHWC', expected a mapping"),
+    ({"output": {"kind": "probability", "live-index": 0}, "crop": [2.7]}, "crop is \\[2.7\\], expected a mapping"),
+    ({"output": {"kind": ["softmax"], "live-index": 0}}, "output.kind"),
 ])
 def test_bad_spec_mappings_name_the_key(mapping, message):
     with pytest.raises(StartupError, match=message):
@@ -63,9 +68,15 @@ def test_spec_file_resolves_the_model_next_to_it(tmp_path):
     (tmp_path / "m.yaml").write_text("model: my.tflite\ninput: {layout: NCHW, colour: BGR, range: [0, 255]}\n"
                                      "crop: {scale: 2.7, align: false, shrink-to-fit: true}\n"
                                      "output: {kind: softmax, live-index: 1}\n")
-    path, spec = load_spec_file(tmp_path / "m.yaml")
-    assert path == tmp_path / "my.tflite"
+    path, spec, expected = load_spec_file(tmp_path / "m.yaml")
+    assert path == tmp_path / "my.tflite" and expected is None
     assert spec == LivenessSpec("NCHW", "BGR", (0.0, 255.0), 2.7, False, True, "probability", 1)
     (tmp_path / "bad.yaml").write_text("model: my.tflite\nouptut: {}\n")
     with pytest.raises(StartupError, match="unknown key"):
         load_spec_file(tmp_path / "bad.yaml")
+    (tmp_path / "sha.yaml").write_text("model: my.tflite\nsha256: abc\noutput: {kind: logit, live-index: 0}\n")
+    with pytest.raises(StartupError, match="sha256 'abc', expected 64 hex digits"):
+        load_spec_file(tmp_path / "sha.yaml")
+    (tmp_path / "list.yaml").write_text("- model: my.tflite\n")
+    with pytest.raises(StartupError, match="expected a mapping of keys"):
+        load_spec_file(tmp_path / "list.yaml")

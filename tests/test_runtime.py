@@ -60,14 +60,22 @@ def test_pool_never_shares_an_interpreter_and_stays_bounded():
     assert 1 <= model.created <= 4
 
 
-def test_batchable_model_runs_a_batch_in_one_call():
+def test_a_batch_gives_what_frame_by_frame_gives_on_both_paths():
+    # The bundled models have a fixed batch of 1 (looped frame by frame); an integrator's model with a dynamic batch
+    # (-1 in its signature) is resized to the batch instead. The same file serves both paths here: TFLite resizes a
+    # fixed-batch input on request, which is all the dynamic path does.
+    class DynamicBatch(Model):
+        batchable = True
+
     path = MODELS / "antispoof.tflite"
-    model = Model(path, choose_backend("cpu", 1))
+    fixed, dynamic = Model(path, choose_backend("cpu", 1)), DynamicBatch(path, choose_backend("cpu", 1))
+    assert not fixed.batchable
     batch = np.random.default_rng(1).uniform(0, 1, (5, 128, 128, 3)).astype(np.float32)
-    together = model.run(batch)[0]
-    one_by_one = np.concatenate([model.run(batch[i : i + 1])[0] for i in range(5)])
-    assert together.shape[0] == 5
-    assert np.allclose(together, one_by_one, atol=1e-5)
+    one_by_one = np.concatenate([fixed.run(batch[i : i + 1])[0] for i in range(5)])
+    assert one_by_one.shape == (5, 1) and np.ptp(one_by_one) > 0  # different inputs, different answers
+    assert np.allclose(fixed.run(batch)[0], one_by_one, atol=1e-5)
+    assert np.allclose(dynamic.run(batch)[0], one_by_one, atol=1e-5)
+    assert np.allclose(dynamic.run(batch[:2])[0], one_by_one[:2], atol=1e-5)  # a smaller batch resizes again
 
 
 def test_variant_choice_per_backend():
@@ -136,7 +144,38 @@ def test_tflite_runtime_fallback_computes_what_litert_computes():
 
 
 def test_unknown_forced_package_is_a_startup_error(monkeypatch):
+    litert.interpreter_package()  # a package already loaded and cached must not hide the wrong value
     monkeypatch.setenv(litert.FORCE_ENV, "onnx")
+    with pytest.raises(StartupError, match="LIVENESS_EDGE_INTERPRETER"):
+        litert.interpreter_package()
     monkeypatch.setattr(litert, "_cached", None)
     with pytest.raises(StartupError, match="LIVENESS_EDGE_INTERPRETER"):
         litert.interpreter_package()
+
+
+def test_an_edgetpu_compiled_file_is_reported_with_its_own_digest_as_unchecked(tmp_path):
+    # An integrator compiles <model>_int8_edgetpu.tflite beside the bundled files; it is not in the manifest, so
+    # /health and `liveness-edge models` must not claim it was hash-checked, nor show the int8 file's digest.
+    import hashlib
+    import shutil
+
+    from liveness_edge.models import _bundled, read_manifest
+
+    for name in ("manifest.json", "antispoof_int8.tflite"):
+        shutil.copy(MODELS / name, tmp_path / name)
+    compiled = tmp_path / "antispoof_int8_edgetpu.tflite"
+    compiled.write_bytes(b"compiled by edgetpu_compiler")
+
+    class FakeTpu:
+        key, preferred_variant = "edgetpu", "int8"
+
+        def describe(self):
+            return "edgetpu"
+
+    cfg = load_config(ROOT / "config" / "liveness-edge.ini")
+    path, info, _ = _bundled(tmp_path, read_manifest(tmp_path), "antispoof", "liveness", cfg, FakeTpu())
+    assert path == compiled and info.file == str(compiled)
+    assert info.sha256 == hashlib.sha256(compiled.read_bytes()).hexdigest() and info.sha256_ok is None
+    compiled.unlink()  # without it, the checked int8 file is used and reported as checked
+    path, info, _ = _bundled(tmp_path, read_manifest(tmp_path), "antispoof", "liveness", cfg, FakeTpu())
+    assert path.name == "antispoof_int8.tflite" and info.sha256_ok is True

@@ -46,10 +46,10 @@ def interpreter_package() -> InterpreterPackage:
     """The first importable interpreter package (or the forced one); StartupError naming both when neither imports."""
     global _cached
     forced = os.environ.get(FORCE_ENV, "")
-    if _cached is not None and (not forced or _CANDIDATES.get(forced, ("", _cached.name))[1] == _cached.name):
-        return _cached
-    if forced and forced not in _CANDIDATES:
+    if forced and forced not in _CANDIDATES:  # checked first: a cached package must not hide a wrong value
         raise StartupError(f"{FORCE_ENV}={forced!r}: expected one of {', '.join(_CANDIDATES)}")
+    if _cached is not None and (not forced or _CANDIDATES[forced][1] == _cached.name):
+        return _cached
     order = [forced] if forced else list(_CANDIDATES)
     problems = []
     for key in order:
