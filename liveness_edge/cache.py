@@ -2,7 +2,10 @@
 
 SQLite in ``state-dir`` (stdlib, no server): WAL journal with synchronous=FULL, so a stored detection survives a crash
 or power cut as soon as the response that returned its id has been sent. Bounded by ``cache.max-entries`` (oldest go
-first) and ``cache.ttl``. One connection per thread, as sqlite3 objects must not cross threads.
+first) and ``cache.ttl`` (expired entries are deleted at start, by every store and by the server once a minute, so an
+idle box does not keep face crops past their time). One connection per thread, as sqlite3 objects must not cross
+threads. A cache that cannot be read or written (a full disk) is ``StorageUnavailable`` (503) for the request that
+needed it, never a 500.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StartupError
+from .errors import StartupError, StorageUnavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS detections (
@@ -64,6 +67,7 @@ class DetectionCache:
                 conn = self._conn()
                 conn.executescript(SCHEMA)
                 conn.commit()
+                conn.execute("DELETE FROM detections WHERE created < ?", (time.time() - self.ttl,))
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"state-dir {self.path.parent}: cannot open the detection cache {self.path}: {exc}") \
                 from None
@@ -78,20 +82,24 @@ class DetectionCache:
         return conn
 
     def put(self, det: StoredDetection) -> str:
-        with self._write_lock:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "INSERT INTO detections VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (det.id, det.created, *det.bbox, det.quality, det.liveness, det.frame_no, det.frame_ts,
-                     det.normalized_png),
-                )
-                self._evict(conn, det.created)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        try:
+            with self._write_lock:
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(
+                        "INSERT INTO detections VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (det.id, det.created, *det.bbox, det.quality, det.liveness, det.frame_no, det.frame_ts,
+                         det.normalized_png),
+                    )
+                    self._evict(conn, det.created)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"the detection cache {self.path} cannot store the face: {exc}",
+                                     param="return_detection") from None
         return det.id
 
     def _evict(self, conn: sqlite3.Connection, now: float) -> None:
@@ -101,17 +109,35 @@ class DetectionCache:
             (self.max_entries,),
         )
 
+    def purge_expired(self) -> int:
+        """Delete the entries older than ``cache.ttl``; returns how many went (0 when the cache cannot be written:
+        the next store or purge tries again)."""
+        try:
+            with self._write_lock:
+                cursor = self._conn().execute("DELETE FROM detections WHERE created < ?", (time.time() - self.ttl,))
+                return max(cursor.rowcount, 0)
+        except sqlite3.Error:
+            return 0
+
     def get(self, detection_id: str) -> StoredDetection | None:
-        row = self._conn().execute(
-            "SELECT * FROM detections WHERE id = ? AND created >= ?", (detection_id, time.time() - self.ttl)
-        ).fetchone()
+        try:
+            row = self._conn().execute(
+                "SELECT * FROM detections WHERE id = ? AND created >= ?", (detection_id, time.time() - self.ttl)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"the detection cache {self.path} cannot be read: {exc}") from None
         if row is None:
             return None
         return StoredDetection(row[0], row[1], (row[2], row[3], row[4], row[5]), row[6], row[7], row[8], row[9],
                                bytes(row[10]))
 
-    def __len__(self) -> int:
-        return int(self._conn().execute("SELECT COUNT(*) FROM detections").fetchone()[0])
+    def count(self) -> int | None:
+        """Entries a client can still read (not expired); None when the cache cannot be read (/health says so)."""
+        try:
+            return int(self._conn().execute("SELECT COUNT(*) FROM detections WHERE created >= ?",
+                                            (time.time() - self.ttl,)).fetchone()[0])
+        except sqlite3.Error:
+            return None
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file (on shutdown; committed rows are durable either way)."""

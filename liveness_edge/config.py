@@ -222,7 +222,9 @@ SCHEMA: dict[str, Any] = {
         "min-score": (_float(0.0, 1.0), 0.25),
     },
     "server": {
-        "workers": (_int(2, 64), 4),  # one is always kept free for /health and /metrics
+        # One is always kept free for /health and /metrics; 8 leaves room for the default slots (the CPU cores of a
+        # 2- or 4-core box) and queue (4), which are capped at workers - 1.
+        "workers": (_int(2, 64), 8),
         "max-concurrent-requests": (_int(0, 64), 0),
         "queue": (_int(0, 1024), 4),
         "read-timeout": (_duration(1.0), "30s"),

@@ -69,6 +69,12 @@ class Unauthorized(LivenessError):
     code = "UNAUTHORIZED"
 
 
+class StorageUnavailable(LivenessError):
+    """The detection cache cannot be read or written (a full disk, a read-only or vanished state-dir)."""
+
+    code = "STORAGE_UNAVAILABLE"
+
+
 class StartupError(Exception):
     """The daemon cannot start: a bad config, a missing or corrupt model, an unavailable delegate.
 

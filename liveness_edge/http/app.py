@@ -353,7 +353,7 @@ class Service:
             "uptime_sec": round(time.time() - state.started, 3),
             "delegate": self.models.backend.describe() if self.models else None,
             "models": [info.as_dict() for info in self.models.infos] if self.models else [],
-            "cache_entries": len(self.cache) if self.cache is not None else 0,
+            "cache_entries": self.cache.count() if self.cache is not None else 0,  # null: the cache cannot be read
             # What a client needs to read an answer, or to size a clip before sending it (the demo page shows them).
             "liveness_threshold": self.cfg.liveness_threshold,
             "min_selected_frames": self.cfg.min_selected_frames,
@@ -372,8 +372,9 @@ class Service:
         return asset.body
 
     def metrics_page(self) -> bytes:
-        if self.cache is not None:
-            self.metrics.cache_entries.set(len(self.cache))
+        entries = self.cache.count() if self.cache is not None else None
+        if entries is not None:
+            self.metrics.cache_entries.set(entries)
         bottle.response.content_type = self.metrics.content_type
         return self.metrics.render()
 

@@ -18,6 +18,7 @@ STATUS = {
     e.NotEnoughFrames: 422,
     e.MultipleFaces: 422,
     e.Busy: 503,
+    e.StorageUnavailable: 503,
 }
 
 # Codes for statuses bottle or waitress produce themselves (unknown path, wrong method, ...).

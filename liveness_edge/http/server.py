@@ -30,6 +30,7 @@ from .app import Service
 log = logging.getLogger(__name__)
 LOOP_TICK = 0.25
 IDLE_TRIM_INTERVAL = 1.0
+EXPIRE_INTERVAL = 60.0  # seconds between deletions of expired detections (cache.ttl) on a box that stores none
 STUCK_GRACE = 300.0  # seconds past server.read-timeout after which a request still in a worker counts as stuck
 
 
@@ -174,6 +175,7 @@ class Runner:
         self._malloc_trim = malloc_trim()
         self._trimmed_after = 0  # service.completed at the last trim
         self._last_trim = 0.0
+        self._last_expiry = time.monotonic()  # the cache purges at start; the first tick need not
         self._stuck_logged = False
 
     def request_stop(self, signum=None, _frame=None) -> None:
@@ -231,6 +233,13 @@ class Runner:
             if isinstance(obj, JsonChannel) and obj.overdue(now, limit):
                 obj.time_out(limit)
         self._trim_when_idle(now)
+        self._expire_detections(now)
+
+    def _expire_detections(self, now: float) -> None:
+        cache = self.service.cache
+        if cache is not None and now - self._last_expiry >= EXPIRE_INTERVAL:
+            self._last_expiry = now
+            cache.purge_expired()
 
     def _trim_when_idle(self, now: float) -> None:
         """Give freed heap pages back to the system once the daemon is idle after some work.
