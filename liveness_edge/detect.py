@@ -160,11 +160,9 @@ class FaceDetector:
         if self.input_size not in ANCHOR_SPECS:
             raise ValueError(f"no BlazeFace anchor layout for input size {self.input_size}")
         self.min_score = min_score
-        names = model.output_names
         # Output order differs between the short- and full-range files; the regressors are the 16-wide tensor.
         self._reg_index = next(i for i, spec in enumerate(model.outputs) if spec.shape[-1] == 16)
         self._score_index = 1 - self._reg_index
-        self.output_names = names
 
     def detect(self, small_rgb: np.ndarray, scale_to_original: float) -> list[FaceBox]:
         """Faces in original frame pixels; ``scale_to_original`` = original pixels per pixel of ``small_rgb``."""

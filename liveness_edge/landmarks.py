@@ -1,6 +1,7 @@
 """Face mesh landmarks (MediaPipe face_landmark, 468 points) on the aligned face crop.
 
-Used for quality (the mesh's face-presence confidence, pose) and by the clip cues (eyelids, 3D consistency). The
+Used for quality (the mesh's face-presence confidence; pose comes from the detector's keypoints), for the
+texture patch and the normalized crop, and by the clip cues (eyelids, mouth and brows, 3D consistency, context). The
 model takes a 192x192 RGB crop in [0, 1] around the detector box scaled 1.5x and rotated so the eyes are level,
 as MediaPipe's face-mesh graph does.
 """
@@ -16,10 +17,6 @@ from .detect import FaceBox
 from .runtime import Model
 
 ROI_SCALE = 1.5
-# Mesh indices (MediaPipe canonical face): eye corners and lids, nose tip, cheeks.
-RIGHT_EYE = (33, 133, 159, 145)  # outer corner, inner corner, upper lid, lower lid (subject's right)
-LEFT_EYE = (263, 362, 386, 374)
-NOSE_TIP = 1
 
 
 @dataclass(frozen=True)
@@ -27,15 +24,6 @@ class Landmarks:
     points: np.ndarray  # (468, 3): x, y in frame pixels, z in the crop's pixel units (relative depth)
     presence: float  # the mesh's face-presence probability
     roi: Roi
-
-    def eye_openness(self) -> float:
-        """Mean eyelid gap / eye width of both eyes (about 0.25-0.35 open, < 0.1 closed)."""
-        ratios = []
-        for outer, inner, upper, lower in (RIGHT_EYE, LEFT_EYE):
-            width = np.linalg.norm(self.points[outer, :2] - self.points[inner, :2])
-            gap = np.linalg.norm(self.points[upper, :2] - self.points[lower, :2])
-            ratios.append(gap / max(width, 1e-6))
-        return float(np.mean(ratios))
 
 
 class LandmarkModel:

@@ -3,8 +3,9 @@
 The score is the geometric mean of five documented factors, each in [0, 1], so one bad factor pulls it down hard:
 - size: the shorter side of the face box against 112 px (1.0 at or above; the liveness crops are 80-128 px);
 - sharpness: variance of the Laplacian of the grey face crop, 1 - exp(-var / 100) (motion blur and defocus);
-- pose: frontality from the detector keypoints: how far the nose tip sits from the eye midpoint, and the eye line
-  tilt left after alignment is irrelevant, so only yaw and pitch count: 1 - offset / (0.6 x eye distance);
+- pose: frontality from the detector's keypoints (eyes, nose tip); roll does not count, since the crops are aligned
+  to level eyes. Yaw is the nose's sideways offset from the eye midpoint, pitch how far its drop below the eye line
+  is from a frontal face's 0.6 eye distances: 1 - max(yaw, 0.7 x pitch) / (0.6 x eye distance);
 - landmarks: the face mesh's face-presence confidence (occlusion, not-a-face);
 - exposure: penalizes dark (< 60 mean), bright (> 200 mean) and clipped (< 5 or > 250) pixels.
 A face is selected when its shorter side >= quality.min-face-px and its score >= quality.min-score.
@@ -30,10 +31,6 @@ class Quality:
     pose: float
     landmarks: float
     exposure: float
-
-    def factors(self) -> dict[str, float]:
-        return {"size": self.size, "sharpness": self.sharpness, "pose": self.pose,
-                "landmarks": self.landmarks, "exposure": self.exposure}
 
 
 def size_factor(face: FaceBox) -> float:

@@ -1,3 +1,5 @@
+from dataclasses import fields
+
 import cv2
 import numpy as np
 
@@ -44,4 +46,4 @@ def test_score_is_high_for_a_good_face_and_drops_with_any_bad_factor():
     assert assess(frontal(), face_crop(), 0.05).score < good.score - 0.2
     blurred = cv2.GaussianBlur(face_crop(), (0, 0), 5)
     assert assess(frontal(), blurred, 0.99).score < good.score - 0.1
-    assert 0.0 <= good.score <= 1.0 and set(good.factors()) == {"size", "sharpness", "pose", "landmarks", "exposure"}
+    assert 0.0 <= good.score <= 1.0 and {f.name for f in fields(good)} == {"score", "size", "sharpness", "pose", "landmarks", "exposure"}

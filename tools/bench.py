@@ -26,9 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import av
@@ -38,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from daemon import Daemon  # noqa: E402
 from media import SHARED_DATA, astronaut_rgb  # noqa: E402
 
 from liveness_edge.config import load_config  # noqa: E402
@@ -45,6 +44,7 @@ from liveness_edge.http.app import result_json  # noqa: E402
 from liveness_edge.models import load_models, read_manifest  # noqa: E402
 from liveness_edge.pipeline import Options, Pipeline  # noqa: E402
 from liveness_edge.runtime import Model, choose_backend  # noqa: E402
+from tools.load import rss_kb  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"
 OUT = ROOT / "bench" / "results.json"
@@ -134,42 +134,15 @@ def invoke_floor(model: Model, count: int) -> float:
 # Daemon
 
 
-class DaemonProcess:
-    def __init__(self, config: Path):
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "liveness_edge", "--config", str(config), "serve"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-        for line in self.proc.stdout:
-            match = re.search(r"serving on \S+ port (\d+)", line)
-            if match:
-                self.ready_seconds = time.perf_counter() - self.started
-                self.url = f"http://127.0.0.1:{match.group(1)}"
-                break
-        else:
-            raise RuntimeError("daemon did not start")
-        # Keep draining the log so the daemon never blocks on a full pipe.
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+def post_timed(daemon: Daemon, data: bytes, content_type: str) -> tuple[int, float]:
+    """(status, seconds) of one clip posted to the daemon, the answer read."""
+    start = time.perf_counter()
+    status, _, _ = daemon.post_clip(data, content_type=content_type, timeout=120)
+    return status, time.perf_counter() - start
 
-    def post(self, data: bytes, content_type: str) -> tuple[int, float]:
-        req = urllib.request.Request(self.url + "/v1/liveness", data=data, method="POST",
-                                     headers={"Content-Type": content_type})
-        start = time.perf_counter()
-        try:
-            with urllib.request.urlopen(req, timeout=120) as resp:
-                resp.read()
-                status = resp.status
-        except urllib.error.HTTPError as err:
-            err.read()
-            status = err.code
-        return status, time.perf_counter() - start
 
-    def rss_mb(self, field: str = "VmRSS") -> float:
-        text = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(rf"{field}:\s+(\d+)", text).group(1)) / 1024
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(30)
+def rss_mb(daemon: Daemon, field: str = "VmRSS") -> float:
+    return rss_kb(daemon.proc.pid, field) / 1024
 
 
 def bench_config(directory: Path) -> Path:
@@ -187,12 +160,12 @@ def bench_config(directory: Path) -> Path:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def bench_clip(path: Path, pipeline: Pipeline, daemon: DaemonProcess, det: Model, live: Model, need: int,
+def bench_clip(path: Path, pipeline: Pipeline, daemon: Daemon, det: Model, live: Model, need: int,
                runs: int) -> dict:
     data = path.read_bytes()
     ctype = "video/webm" if path.suffix == ".webm" else "video/mp4"
     pipeline.run(data, Options())
-    daemon.post(data, ctype)  # warm: the first request builds buffers
+    post_timed(daemon, data, ctype)  # warm: the first request builds buffers
     floors, offline, http, stages = [], [], [], []
     for _ in range(runs):
         floors.append(decode_floor(data, need) + invoke_floor(det, need) + invoke_floor(live, need))
@@ -201,7 +174,7 @@ def bench_clip(path: Path, pipeline: Pipeline, daemon: DaemonProcess, det: Model
         offline.append(time.perf_counter() - start)
         stages.append({**result.stage_seconds,
                        **{f"thread_{k}": v for k, v in result.decode_thread_seconds.items()}})
-        status, seconds = daemon.post(data, ctype)
+        status, seconds = post_timed(daemon, data, ctype)
         http.append(seconds)
     decode_only = stats([decode_floor(data, need) * 1000 for _ in range(runs)])
     # Encoding is paid only when asked: one more run with every flag, and the JSON answer's serialization.
@@ -258,30 +231,30 @@ def main() -> int:
     # three alike; the ratios are the medians of the per-run ratios.
     det, live = models.detector.model, models.liveness.model
     with tempfile.TemporaryDirectory() as tmp:
-        daemon = DaemonProcess(bench_config(Path(tmp)))
+        daemon = Daemon(bench_config(Path(tmp)))
         try:
             results["ready_seconds"] = daemon.ready_seconds
             time.sleep(1.0)
-            results["rss_idle_mb"] = daemon.rss_mb()
+            results["rss_idle_mb"] = rss_mb(daemon)
             for label, path in bench_clips().items():
                 results["clips"][label] = bench_clip(path, pipeline, daemon, det, live, need, runs)
             # 60 s vs 2 s: the two posted back to back in every run, so the ratio does not carry the drift between
             # the two clips' blocks above.
             short, long_ = (CACHE / "1080p_2s.mp4").read_bytes(), (CACHE / "1080p_60s.mp4").read_bytes()
             # (a pair's ratio swings 0.8-1.3 on this VM, so more pairs than the other figures' runs)
-            pairs = [(daemon.post(short, "video/mp4")[1], daemon.post(long_, "video/mp4")[1])
+            pairs = [(post_timed(daemon, short, "video/mp4")[1], post_timed(daemon, long_, "video/mp4")[1])
                      for _ in range(max(runs, 15))]
             results["long_over_short"] = stats([b / a for a, b in pairs])
             # One request at a time, as the peer's figure was taken: the daemon's peak RSS (high-water mark) so far.
-            results["rss_one_stream_mb"] = daemon.rss_mb("VmHWM")
-            peak = [daemon.rss_mb()]
+            results["rss_one_stream_mb"] = rss_mb(daemon, "VmHWM")
+            peak = [rss_mb(daemon)]
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                futures = [pool.submit(daemon.post, short, "video/mp4") for _ in range(16)]
+                futures = [pool.submit(post_timed, daemon, short, "video/mp4") for _ in range(16)]
                 while not all(f.done() for f in futures):
-                    peak.append(daemon.rss_mb())
+                    peak.append(rss_mb(daemon))
                     time.sleep(0.02)
                 statuses = [f.result()[0] for f in futures]
-            results["rss_peak_8x1080p_mb"] = max(max(peak), daemon.rss_mb("VmHWM"))
+            results["rss_peak_8x1080p_mb"] = max(max(peak), rss_mb(daemon, "VmHWM"))
             results["concurrent_statuses"] = {str(s): statuses.count(s) for s in sorted(set(statuses))}
             four_k = synthetic_clip(CACHE / "2160p_1s.mp4", 3840, 2160, 1)
             refusals = []

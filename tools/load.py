@@ -27,6 +27,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
@@ -44,11 +46,11 @@ ERROR_KEYS = {"code", "desc", "param"}
 # Client helpers.
 
 
-def rss_kb(pid: int) -> int:
-    """VmRSS of a process in KiB (0 when it is gone)."""
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
+    """VmRSS (or VmHWM, the peak) of a process in KiB (0 when it is gone)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -181,10 +183,8 @@ def make_clips(seed: int = 0) -> dict[str, list[tuple[bytes, str, str]]]:
 
 
 def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+    """The q-th percentile of what was measured (one of the values, not an interpolation); 0 when nothing was."""
+    return float(np.percentile(values, q, method="nearest")) if values else 0.0
 
 
 class LoadRun:

@@ -207,11 +207,10 @@ class Service:
                 status = http_errors.status_of(exc)
                 body = json.dumps(exc.as_dict()).encode()
                 bottle.response.content_type = JSON_TYPE
+                for header, value in http_errors.headers_of(exc):
+                    bottle.response.set_header(header, value)
                 if isinstance(exc, Busy):
                     self.metrics.shed.inc()
-                    bottle.response.set_header("Retry-After", "1")
-                if isinstance(exc, Unauthorized):
-                    bottle.response.set_header("WWW-Authenticate", 'Bearer realm="liveness-edge"')
                 extra = {"error": exc.code}
             except Exception:  # a bug, not the client's fault: log it, answer without a traceback
                 log.exception("unhandled error request_id=%s", request_id)
@@ -406,11 +405,12 @@ class _Outer:
 
         expect = environ.get("HTTP_EXPECT")
         if expect is not None and expect.strip().lower() != "100-continue":
-            request_id = self.service.record_transport_error(417, "BAD_REQUEST", environ.get("REQUEST_METHOD", ""),
+            code = http_errors.CODE_FOR_STATUS[417]
+            request_id = self.service.record_transport_error(417, code, environ.get("REQUEST_METHOD", ""),
                                                              environ.get("PATH_INFO", ""),
                                                              environ.get("REMOTE_ADDR", "-"))
             start_response("417 Expectation Failed", [("Content-Type", JSON_TYPE), ("X-Request-Id", request_id)])
-            return [http_errors.body("BAD_REQUEST", f"unsupported Expect: {expect[:64]!r}", param="Expect")]
+            return [http_errors.body(code, f"unsupported Expect: {expect[:64]!r}", param="Expect")]
         return self.bottle(environ, start_response)
 
 

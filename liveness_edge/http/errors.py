@@ -21,9 +21,15 @@ STATUS = {
     e.StorageUnavailable: 503,
 }
 
-# Codes for statuses bottle or waitress produce themselves (unknown path, wrong method, ...).
+# Headers an error's answer carries besides the body.
+HEADERS = {
+    e.Busy: (("Retry-After", "1"),),
+    e.Unauthorized: (("WWW-Authenticate", 'Bearer realm="liveness-edge"'),),
+}
+
+# Codes for statuses bottle, waitress or the transport layer produce themselves (unknown path, wrong method, ...).
 CODE_FOR_STATUS = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT",
-                   411: "LENGTH_REQUIRED", 413: "VIDEO_TOO_LARGE", 431: "HEADERS_TOO_LARGE",
+                   411: "LENGTH_REQUIRED", 413: "VIDEO_TOO_LARGE", 417: "BAD_REQUEST", 431: "HEADERS_TOO_LARGE",
                    500: "INTERNAL", 503: "BUSY"}
 
 
@@ -32,6 +38,10 @@ def status_of(error: e.LivenessError) -> int:
         if cls in STATUS:
             return STATUS[cls]
     return 500
+
+
+def headers_of(error: e.LivenessError) -> tuple[tuple[str, str], ...]:
+    return HEADERS.get(type(error), ())
 
 
 def body(code: str, desc: str, param: str = "", **extra) -> bytes:

@@ -3,9 +3,10 @@
 waitress answers some errors itself before the app sees the request (a body over max_request_body_size, a malformed
 request line, headers too large); ``JsonErrorTask`` gives those the standard JSON error body too.
 
-Lifecycle: models are loaded and warmed, the sockets bound, then ``READY=1``. On SIGTERM or SIGINT the listening
-sockets close (no new connections), ``/health`` turns 503 ``draining``, in-flight requests get up to
-``server.drain-timeout`` to finish, the cache is checkpointed, ``STOPPING=1`` is sent, and the process exits 0.
+Lifecycle: the sockets are bound first (a port in use fails before seconds of model loading) and ``/health`` answers
+503 ``starting`` while the models are loaded, verified and warmed in a thread; then ``READY=1``. On SIGTERM or SIGINT
+``STOPPING=1`` is sent, ``/health`` turns 503 ``draining``, the listening sockets close (no new connections),
+in-flight requests get up to ``server.drain-timeout`` to finish, the cache is checkpointed, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -105,10 +106,11 @@ class JsonChannel(HTTPChannel):
 
     def time_out(self, limit: float) -> None:
         """Answer 408 in the standard JSON shape from the I/O thread and close once it is flushed."""
-        body = http_errors.body("REQUEST_TIMEOUT", f"the request was not received within server.read-timeout "
+        code = http_errors.CODE_FOR_STATUS[408]
+        body = http_errors.body(code, f"the request was not received within server.read-timeout "
                                 f"({limit:g} s)", param="server.read-timeout")
         service = getattr(self.server, "liveness_service", None)
-        request_id = service.record_transport_error(408, "REQUEST_TIMEOUT", getattr(self.request, "command", ""),
+        request_id = service.record_transport_error(408, code, getattr(self.request, "command", ""),
                                                     getattr(self.request, "path", ""), _remote(self)) if service else ""
         cors = "".join(f"{k}: {v}\r\n" for k, v in service.cors.response_headers(_origin(self.request))) \
             if service else ""

@@ -104,7 +104,6 @@ class Model:
         self._idle.put(first)
         self.inputs = [self._spec(first.input)]
         self.outputs = [self._spec(d) for d in first.outputs]
-        self.output_names = [d["name"] for d in first.outputs]
         self.warm_ms: float | None = None
 
     @staticmethod
