@@ -89,7 +89,7 @@ class Frame:
     width: int
     height: int
     video_frame: av.VideoFrame
-    rotation: int  # degrees clockwise the frame must be turned to be upright (EXIF / display matrix)
+    rotation: int  # degrees counter-clockwise the frame must be turned to be upright (PyAV's display-matrix angle)
     # Shared by every frame of one clip: libswscale's context (filter tables) is built once, not per frame.
     reformatter: VideoReformatter
 
@@ -221,8 +221,14 @@ class Decoder:
                 # value (often hours in), which means nothing to the caller.
                 ts -= first_ts
                 self._check_frame(video_frame, ts)
-                frame = Frame(self.frames_decoded, ts, video_frame.width, video_frame.height, video_frame,
-                              int(getattr(video_frame, "rotation", 0) or 0) % 360, self.reformatter)
+                rotation = int(getattr(video_frame, "rotation", 0) or 0) % 360
+                if video_frame.format.name not in _YUV420:
+                    # 10-bit HDR phone HEVC, 4:2:2 MJPEG, 4:4:4, RGB: converted once here (2-3 ms at 1080p, in the
+                    # decode thread), so every face and cue window is cut from 8-bit I420 planes like any other
+                    # frame's instead of converting the whole frame for each window (4-6 ms a window).
+                    video_frame = self.reformatter.reformat(video_frame, format="yuv420p")
+                frame = Frame(self.frames_decoded, ts, video_frame.width, video_frame.height, video_frame, rotation,
+                              self.reformatter)
                 self.frames_decoded += 1
                 yield frame
                 if self.frames_decoded >= self.max_frames:
@@ -355,7 +361,7 @@ def window_rgb(frame: Frame, x0: int, y0: int, x1: int, y1: int,
         return _shrunk(_upright_rgb(frame)[y0:y1, x0:x1], shrink, x0, y0)
     sx0, sy0, sx1, sy1, turns = _stored_rect(frame, x0, y0, x1, y1)
     cut = _i420_window(vf, frame.width, frame.height, sx0, sy0, sx1, sy1, shrink)
-    if cut is None:  # the aligned window would pass the frame's edge
+    if cut is None:  # the frame is smaller than the aligned window (or odd-sized at that edge)
         return _shrunk(_upright_rgb(frame)[y0:y1, x0:x1], shrink, x0, y0)
     rgb, ox, oy, sx, sy, w, h = cut
     if not turns:
@@ -377,8 +383,14 @@ def _i420_window(vf, width: int, height: int, x0: int, y0: int, x1: int, y1: int
     ax0, ay0 = x0 & ~1, y0 & ~1
     w = ((x1 - ax0) + 1) & ~1
     h = ((y1 - ay0) + 3) & ~3
-    if ax0 + w > width or ay0 + h > height:
-        return None
+    # A window at the right or bottom edge would pass it once rounded up: start it a little earlier instead (the
+    # caller maps pixels by the returned origin), so edge faces stay on this path too.
+    if ax0 + w > width:
+        ax0 = (width - w) & ~1
+    if ay0 + h > height:
+        ay0 = (height - h) & ~1
+    if ax0 < 0 or ay0 < 0 or ax0 + w < x1 or ay0 + h < y1:
+        return None  # the frame is smaller than the rounded window, or an odd size leaves the edge pixel out
     y_plane = _plane(vf, 0, height, width)[ay0 : ay0 + h, ax0 : ax0 + w]
     chroma = (slice(ay0 // 2, (ay0 + h) // 2), slice(ax0 // 2, (ax0 + w) // 2))
     u_plane = _plane(vf, 1, (height + 1) // 2, (width + 1) // 2)[chroma]

@@ -1,8 +1,9 @@
 """The one place that strings the stages together: decode -> detect -> select -> landmarks + quality -> liveness ->
 encode -> cache.
 
-Frames are processed as they are decoded, so a request holds one frame at a time plus small face crops and, for
-return_photo, the best frame so far. The stages know nothing of HTTP; this module knows nothing of HTTP either: it
+Frames are processed as they are decoded, so a request holds one frame at a time (and the decoder's two ahead) plus
+small face crops and, when an image is asked for (return_photo, return_normalized, return_detection), the best frame so
+far. The stages know nothing of HTTP; this module knows nothing of HTTP either: it
 returns a ``ClipResult`` or raises a typed error from ``errors``.
 """
 
@@ -149,6 +150,7 @@ class Pipeline:
         best_frame: Frame | None = None
         best: FaceSample | None = None
         best_index = -1
+        needs_images = options.return_photo or options.return_normalized or options.return_detection
         cues = [make() for make in self.cue_factories]
         detector_size = self.models.detector.input_size
         thread_spent: Counter[str] = Counter()
@@ -168,7 +170,9 @@ class Pipeline:
                         cue.observe(frame, sample)
                     watch.lap("cues")
                     if best is None or sample.quality.score > best.quality.score:
-                        best, best_frame, best_index = sample, frame, len(samples) - 1
+                        # The frame itself (up to 3 MB at 1080p) is held only when an image of it is asked for.
+                        best, best_index = sample, len(samples) - 1
+                        best_frame = frame if needs_images else None
             frames_decoded = decoder.frames_decoded
             clip = _clip_info(decoder.info) if options.return_frames else None
             watch.lap("decode")
@@ -251,7 +255,7 @@ class Pipeline:
             return MultipleFaces(f"too many frames show several faces (mf-selector: reject): {text}", **counts)
         return NotEnoughFrames(f"not enough usable frames: {text}", **counts)
 
-    def _best_face(self, best: FaceSample, frame: Frame, liveness: float, options: Options,
+    def _best_face(self, best: FaceSample, frame: Frame | None, liveness: float, options: Options,
                    watch: _Stopwatch) -> BestFace:
         photo = normalized = detection_id = None
         if options.return_photo:

@@ -6,7 +6,7 @@ import pytest
 from liveness_edge.config import Limits
 from liveness_edge.decode import Decoder, check_content_type, full_bgr, region_rgb, small_rgb
 from liveness_edge.errors import BadVideo, UnsupportedMediaType, VideoLimitsExceeded
-from media import blank_frames, encode, face_clip
+from media import blank_frames, encode, face_clip, face_frames
 
 LIMITS = Limits(video_size=10485760, video_length_sec=60, video_fps=30, video_width_px=1920, video_height_px=1080)
 
@@ -98,6 +98,37 @@ def test_region_conversion_matches_the_full_frame_conversion():
         window = region_rgb(frame, x0, y0, x1, y1).astype(int)
         assert window.shape == (y1 - y0, x1 - x0, 3)
         assert np.abs(window - full[y0:y1, x0:x1]).mean() < 2.0
+
+
+def test_windows_at_the_frame_edge_are_cut_from_the_planes(monkeypatch):
+    # A face at the right or bottom edge must not cost a whole-frame conversion per window (4-6 ms at 1080p).
+    from liveness_edge import decode
+
+    frame = decode_all(face_clip(frames=1, width=642, height=482))[0][0]
+    full = full_bgr(frame)[..., ::-1].astype(int)
+    monkeypatch.setattr(decode, "_upright_rgb", lambda _frame: pytest.fail("converted the whole frame"))
+    for x0, y0, x1, y1 in [(501, 401, 642, 482), (600, 0, 642, 100), (0, 470, 90, 482), (641, 481, 642, 482)]:
+        window = region_rgb(frame, x0, y0, x1, y1).astype(int)
+        assert window.shape == (y1 - y0, x1 - x0, 3)
+        assert np.abs(window - full[y0:y1, x0:x1]).mean() < 2.0
+
+
+def test_ten_bit_clips_are_cut_like_eight_bit_ones(monkeypatch):
+    # HDR phone clips (HEVC Main 10) decode to 10-bit frames: converted once when decoded, then every window is cut
+    # from 8-bit I420 planes, and shows the same picture as the 8-bit encode of the same frames.
+    from liveness_edge import decode
+    from liveness_edge.decode import region_luma
+
+    source = face_frames(2, 640, 480)
+    eight = decode_all(encode(source, codec="libx264", pix_fmt="yuv420p"))[0][0]
+    ten = decode_all(encode(source, codec="libx264", pix_fmt="yuv420p10le"))[0][0]
+    assert ten.video_frame.format.name == "yuv420p"
+    monkeypatch.setattr(decode, "_upright_rgb", lambda _frame: pytest.fail("converted the whole frame"))
+    for x0, y0, x1, y1 in [(200, 100, 440, 380), (0, 0, 64, 64)]:
+        assert np.abs(region_luma(ten, x0, y0, x1, y1).astype(int)
+                      - region_luma(eight, x0, y0, x1, y1).astype(int)).mean() < 3.0
+        assert np.abs(region_rgb(ten, x0, y0, x1, y1).astype(int)
+                      - region_rgb(eight, x0, y0, x1, y1).astype(int)).mean() < 4.0
 
 
 def test_small_rgb_keeps_aspect():
