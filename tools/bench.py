@@ -259,7 +259,7 @@ def main() -> int:
             four_k = synthetic_clip(CACHE / "2160p_1s.mp4", 3840, 2160, 1)
             refusals = []
             for _ in range(runs):
-                status, seconds = daemon.post(four_k.read_bytes(), "video/mp4")
+                status, seconds = post_timed(daemon, four_k.read_bytes(), "video/mp4")
                 refusals.append(seconds * 1000)
             results["refuse_4k_ms"] = stats(refusals)
             results["refuse_4k_status"] = status
