@@ -67,10 +67,10 @@ class DetectionCache:
                 conn = self._conn()
                 conn.executescript(SCHEMA)
                 conn.commit()
-                conn.execute("DELETE FROM detections WHERE created < ?", (time.time() - self.ttl,))
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"state-dir {self.path.parent}: cannot open the detection cache {self.path}: {exc}") \
                 from None
+        self.purge_expired()
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -103,7 +103,7 @@ class DetectionCache:
         return det.id
 
     def _evict(self, conn: sqlite3.Connection, now: float) -> None:
-        conn.execute("DELETE FROM detections WHERE created < ?", (now - self.ttl,))
+        self._delete_expired(conn, now)
         conn.execute(
             "DELETE FROM detections WHERE id IN (SELECT id FROM detections ORDER BY created DESC LIMIT -1 OFFSET ?)",
             (self.max_entries,),
@@ -114,10 +114,12 @@ class DetectionCache:
         the next store or purge tries again)."""
         try:
             with self._write_lock:
-                cursor = self._conn().execute("DELETE FROM detections WHERE created < ?", (time.time() - self.ttl,))
-                return max(cursor.rowcount, 0)
+                return self._delete_expired(self._conn(), time.time())
         except sqlite3.Error:
             return 0
+
+    def _delete_expired(self, conn: sqlite3.Connection, now: float) -> int:
+        return max(conn.execute("DELETE FROM detections WHERE created < ?", (now - self.ttl,)).rowcount, 0)
 
     def get(self, detection_id: str) -> StoredDetection | None:
         try:
