@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-
 from .config import Config
 from .detect import FaceDetector
 from .errors import StartupError

@@ -41,7 +41,7 @@ def status_of(error: e.LivenessError) -> int:
 
 
 def headers_of(error: e.LivenessError) -> tuple[tuple[str, str], ...]:
-    return HEADERS.get(type(error), ())
+    return next((HEADERS[cls] for cls in type(error).__mro__ if cls in HEADERS), ())
 
 
 def body(code: str, desc: str, param: str = "", **extra) -> bytes:
