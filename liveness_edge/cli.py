@@ -1,6 +1,7 @@
 """Command line: ``liveness-edge serve | check CLIP... | config-check [PATH] | models | version``.
 
-Start-up problems (config, models, delegate, state dir) print one line naming the key or file and exit 2.
+Start-up problems print one line naming the key or file and exit 2 (config, models, a delegate library, the state
+dir: restarting will not help) or 75 (the listen address or the accelerator is not there yet: systemd restarts it).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import sys
 
 from . import __version__
 from .config import CONFIG_ENV, Config, load_config
-from .errors import LivenessError, StartupError
+from .errors import LivenessError, StartupError, StartupUnavailable
 from .memory import limit_arenas
 
 log = logging.getLogger("liveness_edge")
 EXIT_STARTUP = 2
+EXIT_UNAVAILABLE = 75  # EX_TEMPFAIL
 EXIT_CHECK_FAILED = 1
 
 
@@ -64,7 +66,7 @@ def cmd_serve(args) -> int:
     try:
         server = build_server(service)  # bind first: a port in use fails before seconds of model loading
     except OSError as exc:
-        raise StartupError(f"listen {cfg.listen}: cannot bind: {exc.strerror or exc}") from None
+        raise StartupUnavailable(f"listen {cfg.listen}: cannot bind: {exc.strerror or exc}") from None
     return Runner(service, server).serve(
         load=lambda: (load_models(cfg), DetectionCache(cfg.state_dir, cfg.cache.max_entries, cfg.cache.ttl)))
 
@@ -160,6 +162,6 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except StartupError as exc:
         print(f"liveness-edge: {exc}", file=sys.stderr)
-        return EXIT_STARTUP
+        return EXIT_UNAVAILABLE if isinstance(exc, StartupUnavailable) else EXIT_STARTUP
     except KeyboardInterrupt:
         return 130

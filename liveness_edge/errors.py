@@ -76,7 +76,14 @@ class StorageUnavailable(LivenessError):
 
 
 class StartupError(Exception):
-    """The daemon cannot start: a bad config, a missing or corrupt model, an unavailable delegate.
+    """The daemon cannot start: a bad config, a missing or corrupt model, a missing delegate library.
 
-    The message is one line that names the file or key and the problem; the CLI prints it and exits non-zero.
+    The message is one line that names the file or key and the problem; the CLI prints it and exits 2, which the unit
+    does not restart (trying again would not fix it).
     """
+
+
+class StartupUnavailable(StartupError):
+    """The daemon cannot start yet: its listen address is not up or is taken, its accelerator has not appeared. The
+    CLI exits 75 (EX_TEMPFAIL), which the unit restarts: a USB Coral enumerates and an interface comes up in seconds
+    at boot."""

@@ -32,6 +32,31 @@ def test_explicit_gpu_without_the_library_names_it(monkeypatch):
 
 
 @no_traceback_on_stderr
+def test_a_delegate_that_finds_no_device_is_worth_a_restart(monkeypatch):
+    # libedgetpu loads but finds no Coral (a USB one still enumerating at boot): LiteRT's load_delegate raises
+    # ValueError. That is StartupUnavailable, which the CLI turns into exit 75 and systemd restarts; a library that
+    # is missing or is no delegate at all stays a plain StartupError (exit 2).
+    import ctypes.util
+    import dataclasses
+
+    from liveness_edge.errors import StartupUnavailable
+
+    def no_device(*_args):
+        raise ValueError("Failed to load delegate from libedgetpu.so.1")
+
+    package = litert.interpreter_package()
+    monkeypatch.setattr(litert, "_cached", dataclasses.replace(package, load_delegate=no_device))
+    monkeypatch.setattr("ctypes.CDLL", lambda _path: type("Lib", (), {"tflite_plugin_create_delegate": None})())
+    with pytest.raises(StartupUnavailable, match="found no device"):
+        choose_backend("edgetpu", 1)
+    monkeypatch.undo()
+    monkeypatch.setenv("LIVENESS_EDGE_GPU_DELEGATE", ctypes.util.find_library("m") or "libm.so.6")
+    with pytest.raises(StartupError, match="is not a TFLite delegate library") as err:
+        choose_backend("gpu", 1)
+    assert not isinstance(err.value, StartupUnavailable)
+
+
+@no_traceback_on_stderr
 def test_auto_falls_back_to_cpu_and_says_why(caplog):
     caplog.set_level("INFO")
     backend = choose_backend("auto", 2)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StartupError
+from ..errors import StartupError, StartupUnavailable
 from .litert import interpreter_package
 
 
@@ -62,13 +62,21 @@ class DelegateBackend(Backend):
 
     def _delegate(self):
         try:
-            # Opened here first: LiteRT's Delegate, when its library cannot be opened, is left half-built and its
-            # __del__ prints a traceback to stderr (the journal) although nothing failed but the lookup.
-            ctypes.CDLL(self.library)
-            return interpreter_package().load_delegate(self.library, self.delegate_options())
-        except (ValueError, OSError, RuntimeError) as exc:
+            # Opened here first: LiteRT's Delegate, when its library cannot be opened (or lacks the plugin entry
+            # points), is left half-built and its __del__ prints a traceback to stderr (the journal).
+            library = ctypes.CDLL(self.library)
+        except OSError as exc:  # not installed: waiting will not bring it
             raise StartupError(f"runtime.delegate {self.key}: cannot load {self.library} ({exc}); {self.hint}") \
                 from None
+        if not hasattr(library, "tflite_plugin_create_delegate"):
+            raise StartupError(f"runtime.delegate {self.key}: {self.library} is not a TFLite delegate library "
+                               f"(no tflite_plugin_create_delegate); {self.hint}")
+        try:
+            return interpreter_package().load_delegate(self.library, self.delegate_options())
+        except (ValueError, OSError, RuntimeError) as exc:
+            # The library is there but found no device: a USB Coral still enumerating after boot, or unplugged.
+            raise StartupUnavailable(f"runtime.delegate {self.key}: {self.library} found no device ({exc}); "
+                                     f"{self.hint}") from None
 
     def probe(self) -> None:
         self._delegate()
