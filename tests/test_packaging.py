@@ -78,9 +78,13 @@ def test_unit_syscall_filter_and_devices():
     assert entries["SystemCallFilter"][0] == "@system-service"
     # PrivateDevices=yes would hide a Coral for good; the EdgeTPU drop-in opens the device ACL instead.
     assert entries.get("PrivateDevices", ["no"])[0] == "no"
-    dropin = unit_entries(ROOT / "systemd" / "edgetpu.conf")
-    assert "/dev/apex_0 rw" in dropin["DeviceAllow"] and "char-usb_device rw" in dropin["DeviceAllow"]
-    assert "systemd/edgetpu.conf" in (DEBIAN / "liveness-edge.examples").read_text()
+    usb, pcie = (unit_entries(ROOT / "systemd" / f"edgetpu-{kind}.conf") for kind in ("usb", "pcie"))
+    assert usb["DeviceAllow"] == ["char-usb_device rw"] and pcie["DeviceAllow"] == ["/dev/apex_0 rw"]
+    # systemd refuses to start a unit whose SupplementaryGroups= names a missing group: the USB drop-in must not
+    # name "apex", which only a PCIe Coral's setup creates.
+    assert usb["SupplementaryGroups"] == ["plugdev"] and pcie["SupplementaryGroups"] == ["apex"]
+    examples = (DEBIAN / "liveness-edge.examples").read_text().split()
+    assert examples == ["systemd/edgetpu-usb.conf", "systemd/edgetpu-pcie.conf"]
 
 
 def test_unit_timeouts_cover_drain_timeout():
