@@ -44,9 +44,24 @@ exec $VENV/bin/python3 -I -m liveness_edge "\$@"
 SCRIPT
 chmod 0755 "$ROOT/bin/liveness-edge"
 
+# Every distribution in the venv must be pinned in CONSTRAINTS (a dependency that arrives unpinned would be whatever
+# PyPI served that day, and the package would differ from build to build).
+python3 - "$SITE" "$CONSTRAINTS" <<'PY'
+import pathlib, re, sys
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+site, constraints = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+pinned = {norm(line.split("==")[0].strip()) for line in constraints.read_text().splitlines() if "==" in line}
+installed = {norm(d.name.rsplit("-", 1)[0]) for d in site.glob("*.dist-info")}
+unpinned = sorted(installed - pinned - {"liveness-edge"})
+if unpinned:
+    sys.exit(f"install-venv.sh: not pinned in {constraints}: {', '.join(unpinned)}")
+PY
 # LiteRT's ahead-of-time compiler plugins for phone NPUs and its apply_plugin_main tool are model-building
-# tools, never loaded by the interpreter; they also carry RPATHs into their vendors' build trees.
-rm -rf "$SITE"/ai_edge_litert/vendors/*/compiler "$SITE/ai_edge_litert/tools/apply_plugin_main"
+# tools, never loaded by the interpreter; they also carry RPATHs into their vendors' build trees. Its Intel OpenVINO
+# dispatch library needs an OpenVINO runtime (libopenvino.so) that neither Debian nor the package provides, and the
+# daemon has no OpenVINO delegate.
+rm -rf "$SITE"/ai_edge_litert/vendors/*/compiler "$SITE/ai_edge_litert/tools/apply_plugin_main" \
+    "$SITE/ai_edge_litert/vendors/intel_openvino/dispatch"
 # Wheels mark some modules executable; only ELF files keep the x bits (nothing in site-packages is run directly).
 python3 - "$SITE" <<'PY'
 import os, stat, sys
