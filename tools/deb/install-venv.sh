@@ -51,7 +51,7 @@ import pathlib, re, sys
 norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 site, constraints = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 pinned = {norm(line.split("==")[0].strip()) for line in constraints.read_text().splitlines() if "==" in line}
-installed = {norm(d.name.rsplit("-", 1)[0]) for d in site.glob("*.dist-info")}
+installed = {norm(d.name[: -len(".dist-info")].rsplit("-", 1)[0]) for d in site.glob("*.dist-info")}
 unpinned = sorted(installed - pinned - {"liveness-edge"})
 if unpinned:
     sys.exit(f"install-venv.sh: not pinned in {constraints}: {', '.join(unpinned)}")
