@@ -28,6 +28,18 @@ def test_figures_count_refusals_and_acceptances():
     assert f["acer"] == pytest.approx(0.5)
 
 
+def test_rates_carry_their_exact_95_percent_interval():
+    # Clopper-Pearson's closed forms at the ends, and the textbook 3 of 11 and 5 of 10.
+    assert metrics.clopper_pearson(0, 3) == (0.0, pytest.approx(1 - 0.025 ** (1 / 3), abs=1e-9))
+    assert metrics.clopper_pearson(11, 11) == (pytest.approx(0.025 ** (1 / 11), abs=1e-9), 1.0)
+    assert metrics.clopper_pearson(3, 11) == (pytest.approx(0.0602, abs=1e-4), pytest.approx(0.6097, abs=1e-4))
+    assert metrics.clopper_pearson(5, 10) == (pytest.approx(0.1871, abs=1e-4), pytest.approx(0.8129, abs=1e-4))
+    scores = {"l0": 0.99, "l1": 0.97, "l2": 0.5, "l3": None, "p0": 0.96, "p1": 0.1, "r0": None, "r1": 0.2}
+    f = metrics.figures(_items(), scores, 0.95)
+    assert f["bpcer_ci95"] == metrics.clopper_pearson(2, 4)  # both refusals count, by score and for too few frames
+    assert f["apcer"]["replay"]["ci95"] == (0.0, pytest.approx(1 - 0.025 ** 0.5, abs=1e-9))
+
+
 def test_bpcer_threshold_keeps_every_live_clip_when_few():
     scores = {"l0": 0.99, "l1": 0.97, "l2": 0.5, "l3": 0.8}
     t = metrics.bpcer_threshold(_items(), scores, 0.02)

@@ -7,9 +7,34 @@ the ones refused for too few usable frames. ACER = (worst-type APCER + BPCER) / 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 TOO_FEW = ("NOT_ENOUGH_FRAMES", "NO_FACE", "MULTIPLE_FACES")
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided interval for a rate of k in n: what k of n presentations says about the
+    rate a larger set of the same kind would show. With 11 live clips or 3 real replays it is wide, and the README
+    reports it beside every rate."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0
+
+    def at_least(j: int, p: float) -> float:  # P(X >= j) for X ~ Binomial(n, p): increasing in p
+        return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(j, n + 1))
+
+    def solve(f, target: float) -> float:  # f increasing in p on [0, 1]
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            lo, hi = (mid, hi) if f(mid) < target else (lo, mid)
+        return (lo + hi) / 2.0
+
+    lower = 0.0 if k == 0 else solve(lambda p: at_least(k, p), tail)  # P(X >= k) = tail
+    upper = 1.0 if k == n else solve(lambda p: at_least(k + 1, p), 1.0 - tail)  # P(X <= k) = tail
+    return lower, upper
 
 
 def figures(items: list[dict], scores: dict[str, float | None], threshold: float,
@@ -26,10 +51,12 @@ def figures(items: list[dict], scores: dict[str, float | None], threshold: float
     for t in types:
         group = [it for it in attacks if it["label"] == t]
         accepted = sum(1 for it in group if scores.get(it["file"]) is not None and scores[it["file"]] >= threshold)
-        apcer[t] = {"accepted": accepted, "n": len(group), "apcer": accepted / len(group) if group else float("nan")}
+        apcer[t] = {"accepted": accepted, "n": len(group), "apcer": accepted / len(group) if group else float("nan"),
+                    "ci95": clopper_pearson(accepted, len(group))}
     worst = max((v["apcer"] for v in apcer.values() if v["n"]), default=float("nan"))
     return {"threshold": threshold, "n_live": n_live, "bpcer": bpcer, "live_refused_score": refused_score,
-            "live_refused_frames": refused_frames, "apcer": apcer, "acer": (worst + bpcer) / 2}
+            "live_refused_frames": refused_frames, "bpcer_ci95": clopper_pearson(refused_score + refused_frames, n_live),
+            "apcer": apcer, "acer": (worst + bpcer) / 2}
 
 
 def bpcer_threshold(items: list[dict], scores: dict, target: float = 0.02) -> float:

@@ -122,6 +122,12 @@ def _pct(x: float) -> str:
     return "  n/a" if x != x else f"{100 * x:5.1f}"
 
 
+def _ci(pair) -> str:
+    """A 95 % interval as whole percents, e.g. "6-61"."""
+    lo, hi = pair
+    return "n/a" if lo != lo else f"{100 * lo:.0f}-{100 * hi:.0f}"
+
+
 def text(figures: dict) -> str:
     lines = []
     for name, conf in figures.items():
@@ -135,6 +141,8 @@ def text(figures: dict) -> str:
         header = (f"    {'scores':40s} {'part':9s} | at thr: {'BPCER':>5s} (frm) {'APCER worst':>11s} {'ACER':>5s} |"
                   f" thr@BPCER<=2% {'APCER/type':s}")
         lines.append(header)
+        lines.append("    (last column: the 95 % Clopper-Pearson intervals of BPCER and of each attack type's APCER at the "
+                     "threshold: what these few clips can say)")
         lines.append("    (cue:* rows are judged at 0.5, their own decision point; abstaining counts as 0.5 = accepted)")
         for set_name, entry in conf["sets"].items():
             for part in ("real", "synthetic"):
@@ -144,8 +152,11 @@ def text(figures: dict) -> str:
                 b2 = e["at_bpcer2"]
                 per_type = " ".join(f"{t.replace('synthetic-', 's-')}={_pct(v['apcer']).strip()}%"
                                     f"({v['accepted']}/{v['n']})" for t, v in b2["apcer"].items())
+                intervals = f"BPCER {_ci(a['bpcer_ci95'])}% " + " ".join(
+                    f"{t.replace('synthetic-', 's-')} {_ci(v['ci95'])}%" for t, v in a["apcer"].items())
                 lines.append(f"    {set_name:40s} {part:9s} | {_pct(a['bpcer'])} ({a['live_refused_frames']})"
-                             f" {_pct(worst):>11s} {_pct(a['acer'])} | {e['bpcer2_threshold']:.3f} {per_type}")
+                             f" {_pct(worst):>11s} {_pct(a['acer'])} | {e['bpcer2_threshold']:.3f} {per_type}"
+                             f" | 95%: {intervals}")
             lines.append(f"    {'':40s} AUC live vs " + " ".join(
                 f"{t}={v:.3f}" for t, v in entry["auc"].items()))
         lines.append("    cue coverage (decided / clips): " + ", ".join(
