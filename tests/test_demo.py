@@ -44,6 +44,7 @@ def test_health_tells_the_page_the_threshold_and_limits(daemon):
     assert health["liveness_threshold"] == 0.95 and health["min_selected_frames"] == 10
     assert health["limits"] == {"video-size": 10485760, "video-length-sec": 60.0, "video-fps": 30.0,
                                 "video-width-px": 1920, "video-height-px": 1080}
+    assert health["auth_required"] is False
 
 
 def test_demo_page_can_be_switched_off(tmp_path):
@@ -63,6 +64,7 @@ def test_page_needs_no_token_but_the_api_still_does(tmp_path):
     try:
         assert d.request("GET", "/")[0] == 200 and d.request("GET", "/demo/demo.js")[0] == 200
         assert d.post_clip(b"x")[0] == 401
+        assert d.request("GET", "/health")[2]["auth_required"] is True  # so the page can ask for the token first
     finally:
         d.stop()
 
@@ -172,6 +174,10 @@ def test_browser_records_from_the_camera_and_checks_it(browser, daemon):
     assert len(browser.find_elements("css selector", "#frames tbody tr")) >= 10
     after = daemon.request("GET", "/metrics")[2].decode()
     assert _count(after) == _count(before) + 1
+    # The camera is released after the recording (its light goes off) and can be opened again.
+    assert browser.find_element("id", "camera-start").is_enabled()
+    assert not browser.find_element("id", "record").is_enabled()
+    assert browser.execute_script("return document.getElementById('preview').srcObject") is None
     assert console_errors(browser) == []
 
 
@@ -200,8 +206,15 @@ def test_browser_with_auth_asks_for_the_token_then_uses_it(browser, tmp_path):
     d = Daemon(write_config(tmp_path, f'token-file: "{tmp_path / "token"}"'))
     try:
         wait = send_file(browser, d, path)
+        assert "needs its token" in browser.find_element("id", "token-note").text  # said before anything is sent
         assert browser.find_element("id", "error-code").text == "UNAUTHORIZED"
         assert "type it into the token field" in browser.find_element("id", "error").text
+        assert browser.switch_to.active_element.get_attribute("id") == "token"
+        assert 'Authorization: Bearer $TOKEN' in browser.find_element("id", "curl").text
+        browser.find_element("id", "token").send_keys("a-wrong-token-0123456789")
+        browser.find_element("id", "send").click()
+        wait(browser, 30).until(lambda b: "refused this token" in b.find_element("id", "answer").text)
+        browser.find_element("id", "token").clear()
         browser.find_element("id", "token").send_keys(token)
         browser.find_element("id", "send").click()
         wait(browser, 60).until(lambda b: b.find_elements("id", "verdict"))
@@ -221,9 +234,9 @@ def test_browser_takes_a_clip_dropped_on_the_page(browser, daemon):
         const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], "dropped.mp4", {type: "video/mp4"}));
-        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true,
-                                                                             cancelable: true}));
-    """, clip)
+        document.getElementById(arguments[1]).dispatchEvent(new DragEvent("drop", {dataTransfer: transfer,
+                                                                                   bubbles: true, cancelable: true}));
+    """, clip, "result")  # dropped on the answer area, not on the dashed box: the whole page takes it
     assert "dropped.mp4" in browser.find_element("id", "clip").text
     browser.find_element("id", "send").click()
     wait_for_answer(browser, wait)
@@ -251,3 +264,26 @@ def test_browser_stores_the_best_face_and_looks_it_up_in_the_cache(browser, daem
     wait(browser, 10).until(lambda b: b.find_element("id", "stored").text)
     shown = browser.find_element("id", "stored").text
     assert "stored" in shown and f"liveness {stored['liveness']:.3f}" in shown and f"frame {stored['frame_no']}" in shown
+
+
+def test_browser_answer_without_frames_stale_answers_and_short_clips(browser, daemon, tmp_path):
+    face, short = tmp_path / "face.mp4", tmp_path / "short.mp4"
+    face.write_bytes(face_clip(frames=12))
+    short.write_bytes(face_clip(frames=4))
+    wait = open_page(browser, daemon)
+    browser.find_element("id", "return_frames").click()  # off: the answer has no clip, cues or frames
+    browser.find_element("id", "file").send_keys(str(face))
+    browser.find_element("id", "send").click()
+    wait_for_answer(browser, wait)
+    answer = browser.find_element("id", "answer").text
+    assert browser.find_elements("id", "verdict") and "null" not in answer and "undefined" not in answer
+    # The answer is announced in one line and brought into view with the focus on its heading.
+    assert browser.find_element("id", "status").text.startswith(("Alive:", "Not alive:"))
+    assert browser.switch_to.active_element.get_attribute("id") == "result-title"
+    # A new clip clears the old clip's answer instead of showing it beside the new name.
+    browser.find_element("id", "file").send_keys(str(short))
+    assert not browser.find_elements("id", "verdict") and "short.mp4" in browser.find_element("id", "clip").text
+    browser.find_element("id", "send").click()
+    wait_for_answer(browser, wait)
+    assert browser.find_element("id", "error-code").text == "NOT_ENOUGH_FRAMES"
+    assert "only 4 frame(s)" in browser.find_element("id", "error").text  # too short, not "blurred or dark"

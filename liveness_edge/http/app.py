@@ -360,6 +360,8 @@ class Service:
             "limits": {key.replace("_", "-"): value for key, value in asdict(self.cfg.limits).items()},
             # How `liveness` is made, so an integrator can see what a config change (camera, model slot) did.
             "camera": self.cfg.camera,
+            # Whether the API wants a bearer token (auth.token-file), so a client (the demo page) can ask for one first.
+            "auth_required": self.token is not None,
             "scoring": self.pipeline.describe() if self.pipeline else None,
         }).encode()
 

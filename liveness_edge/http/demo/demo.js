@@ -10,6 +10,8 @@ const HINTS = {
   BAD_VIDEO: "The file is not a video the daemon can decode. Send an MP4, WebM, MOV or MKV clip.",
   BAD_PARAM: "A query flag was not accepted.",
   UNAUTHORIZED: "This daemon needs a bearer token (auth.token-file): type it into the token field.",
+  NO_ANSWER: "Is the daemon running? Reload the page to ask it again.",
+  NOT_SENT: "Type the token as the daemon's token file holds it (printable ASCII).",
   VIDEO_TOO_LARGE: "The clip is bigger than limits.video-size. Send a shorter clip.",
   VIDEO_LIMITS_EXCEEDED: "The clip is over one of the daemon's limits (the param names it).",
   NO_FACE: "No frame showed a face. Face the camera, in good light, close enough.",
@@ -23,7 +25,7 @@ const DROP_REASONS = {
   no_face: "no face", multiple_faces: "several faces", small_face: "face too small", low_quality: "low quality",
 };
 
-const state = { clip: null, health: null, stream: null, recording: false, busy: false };
+const state = { clip: null, health: null, stream: null, recording: false, busy: false, secondsSet: false };
 
 function $(id) {
   return document.getElementById(id);
@@ -73,6 +75,11 @@ async function loadHealth() {
     (models ? ` · models: ${models}` : "") + (h.camera ? ` · camera: ${h.camera}` : "") +
     (cues ? ` · cues: ${cues}` : "");
   if (h.status === "starting") setTimeout(loadHealth, 1000);
+  if (h.auth_required) $("token-note").textContent = " This daemon needs its token (auth.token-file).";
+  // The daemon reads only the first max-decoded-frames frames: record about that much (at ~30 fps), plus a second.
+  if (!state.secondsSet && h.max_decoded_frames) {
+    $("seconds").value = String(Math.min(10, Math.max(1, Math.ceil(h.max_decoded_frames / 30) + 1)));
+  }
 }
 
 // ---- the clip: a file or a camera recording -------------------------------------------------------------------
@@ -85,6 +92,9 @@ function setClip(blob, name) {
     (over ? ` — over limits.video-size (${megabytes(limit)}): the daemon will refuse it` : "");
   $("clip").className = over ? "warn" : "";
   $("send").disabled = state.busy;
+  // The answer shown is about the previous clip: clear it rather than leave it beside the new one's name.
+  $("answer").replaceChildren();
+  setStatus("Clip ready: check it.");
 }
 
 function watchFileInputs() {
@@ -104,8 +114,14 @@ function watchFileInputs() {
     const file = event.dataTransfer.files[0];
     if (file) setClip(file, file.name);
   });
-  // A file dropped beside the zone would make the browser leave the page to show it.
-  for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
+  // A file dropped anywhere else on the page is taken too (and the browser must not leave the page to show it).
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) setClip(file, file.name);
+  });
+  $("seconds").addEventListener("change", () => { state.secondsSet = true; });
 }
 
 function cameraUnavailable() {
@@ -180,15 +196,26 @@ async function recordAndCheck() {
   state.recording = false;
   const mime = recorder.mimeType || type || "video/webm";
   const blob = new Blob(chunks, { type: mime });
-  $("record").disabled = false;
   if (!blob.size) {
+    stopCamera();
     $("camera-note").textContent = "The recording came out empty: is the camera in use by another program?";
     $("send").disabled = !state.clip;
     return;
   }
+  stopCamera();
   $("camera-note").textContent = `Recorded ${seconds} s (${mime}).`;
   setClip(blob, `camera recording (${seconds} s, ${mime.split(";")[0]})`);
   await check();
+}
+
+// The camera is released after each recording (a kiosk's camera light goes off); "Use the camera" opens it again.
+function stopCamera() {
+  if (state.stream) for (const track of state.stream.getTracks()) track.stop();
+  state.stream = null;
+  $("preview").srcObject = null;
+  $("preview").hidden = true;
+  $("camera-start").disabled = false;
+  $("record").disabled = true;
 }
 
 // ---- asking the daemon ----------------------------------------------------------------------------------------
@@ -201,6 +228,12 @@ function authHeader() {
 
 async function check() {
   if (!state.clip || state.busy) return;
+  if (/[^\x20-\x7e]/.test($("token").value.trim())) {  // fetch cannot put such a token in a header
+    showError({ code: "NOT_SENT", desc: "The token has characters an HTTP header cannot carry." },
+      { status: null, requestId: null, ms: null });
+    $("token").focus();
+    return;
+  }
   state.busy = true;
   $("send").disabled = true;
   $("record").disabled = true;
@@ -225,9 +258,9 @@ async function check() {
     if (response.ok) showAnswer(body, meta);
     else showError(body, meta);
   } catch (err) {
-    // The daemon closes the connection on a body over limits.video-size, which fetch reports as a network error.
-    showError({ code: "NO_ANSWER", desc: `The request failed before an answer: ${err.message}. ` +
-      "A clip over limits.video-size is cut off this way." }, { status: null, requestId: null, ms: null });
+    // No HTTP answer at all: the daemon stopped, restarted or is unreachable (an oversized clip gets a JSON 413).
+    showError({ code: "NO_ANSWER", desc: `The daemon did not answer: ${err.message}.` },
+      { status: null, requestId: null, ms: null });
   } finally {
     state.busy = false;
     $("send").disabled = !state.clip;
@@ -252,7 +285,9 @@ function curlCommand() {
   for (const flag of FLAGS) if ($(flag).checked) query.set(flag, "true");
   const url = `${location.origin}/v1/liveness${query.toString() ? "?" + query : ""}`;
   const lines = ["curl -H 'Content-Type: video/mp4' --data-binary @clip.mp4"];
-  if ($("token").value.trim()) lines.push('-H "Authorization: Bearer $TOKEN"');
+  if ($("token").value.trim() || (state.health && state.health.auth_required)) {
+    lines.push('-H "Authorization: Bearer $TOKEN"');
+  }
   lines.push(`'${url}'`);
   return lines.join(" \\\n     ");
 }
@@ -260,7 +295,9 @@ function curlCommand() {
 function showAnswer(body, meta) {
   const threshold = state.health ? state.health.liveness_threshold : null;
   const face = body.best_face;
-  setStatus("");
+  // The one line a screen reader announces (the status is a live region); the details follow below it.
+  setStatus(`${body.alive ? "Alive" : "Not alive"}: average liveness ${fixed(body.average_liveness)}` +
+    (threshold === null ? "." : `, threshold ${threshold}.`));
   const verdict = el("div", { id: "verdict", class: body.alive ? "alive" : "not-alive" },
     el("strong", {}, body.alive ? "ALIVE" : "NOT ALIVE"),
     el("span", {}, ` average liveness ${fixed(body.average_liveness)}` +
@@ -285,8 +322,17 @@ function showAnswer(body, meta) {
       el("img", { id: "normalized", src: "data:image/png;base64," + face.normalized, alt: "normalized face crop" }),
       el("figcaption", {}, "normalized crop")));
   }
-  $("answer").replaceChildren(verdict, clipNote(body.clip), facts, pictures, cuesTable(body.cues),
-    framesTable(body, face.frame_no), rawJson(body), metaLine(meta));
+  show(verdict, clipNote(body.clip), facts, pictures, cuesTable(body.cues), framesTable(body, face.frame_no),
+    rawJson(body), metaLine(meta));
+}
+
+// Put the answer's parts in place (leaving out the absent ones) and bring it into view: on a phone it lies below
+// the form, and the button that had the focus is disabled while checking.
+function show(...parts) {
+  $("answer").replaceChildren(...parts.filter((part) => part !== null && part !== undefined));
+  const title = $("result-title");
+  title.scrollIntoView({ block: "start" });
+  title.focus({ preventScroll: true });
 }
 
 // GET /v1/detections/{id}: what the detection cache kept of the best face (it survives restarts).
@@ -343,8 +389,11 @@ function framesTable(body, bestFrame) {
       el("td", {}, fixed(f.cnn)), el("td", {}, fixed(f.liveness), " ", bar(f.liveness))));
   const noCnn = body.frames.every((f) => f.cnn === null);
   const table = el("table", { id: "frames" },
-    el("caption", {}, `${body.frames.length} selected frames (the best face's row is in bold)` +
-      (noCnn ? "; cnn –: the fusion gives the CNN no weight, so it is not run" : "")),
+    el("caption", {}, `${body.frames.length} selected frames of the first ` +
+      `${state.health ? state.health.max_decoded_frames : "max-decoded-frames"} decoded (the best face's row is in ` +
+      "bold). quality: 0-1, the face's size, sharpness, pose, landmark confidence and exposure; liveness: the fused " +
+      "score, 0-1, higher is more alive (the clip cues score the whole clip, so it differs between frames only " +
+      "through the cnn column)" + (noCnn ? "; cnn –: the fusion gives the CNN no weight, so it is not run" : "")),
     el("thead", {}, el("tr", {}, ["frame", "time s", "quality", "cnn", "liveness"].map((t) => el("th", {}, t)))),
     el("tbody", {}, rows));
   // Bar widths are set from script, not inline style attributes, which the page's CSP forbids.
@@ -366,7 +415,9 @@ function cuesTable(cues) {
     return el("tr", {}, el("td", {}, name), el("td", {}, cue.value === null ? "abstains" : fixed(cue.value)),
       el("td", { class: "muted" }, details));
   });
-  return el("table", { id: "cues" }, el("caption", {}, "clip cues (an abstaining cue does not vote)"),
+  return el("table", { id: "cues" }, el("caption", {}, "clip cues: value 0-1, higher is more alive; an abstaining " +
+    "cue does not vote, and planarity, bezel and surround speak only when they see an attack (details: the cue's " +
+    "own measurements, docs/accuracy.md)"),
     el("thead", {}, el("tr", {}, el("th", {}, "cue"), el("th", {}, "value"), el("th", {}, "details"))),
     el("tbody", {}, rows));
 }
@@ -379,14 +430,27 @@ function rawJson(body) {
   return el("details", {}, el("summary", {}, "JSON"), el("pre", { id: "json" }, text));
 }
 
+function hintFor(body) {
+  const code = body.code;
+  if (code === "UNAUTHORIZED" && $("token").value.trim()) {
+    return "The daemon refused this token: check it against the daemon's auth.token-file.";
+  }
+  if (code === "NOT_ENOUGH_FRAMES" && body.frames_decoded < body.min_selected_frames) {
+    return `The clip has only ${body.frames_decoded} frame(s) and the daemon needs at least ` +
+      `${body.min_selected_frames} usable ones: send a video of a few seconds, not a still picture.`;
+  }
+  return HINTS[code] || null;
+}
+
 function showError(body, meta) {
-  setStatus("");
   const code = body.code || "ERROR";
+  setStatus(`Refused: ${code}.`);
+  const hint = hintFor(body);
   const box = el("div", { id: "error", class: "error" },
     el("strong", { id: "error-code" }, code),
     el("p", { id: "error-desc" }, body.desc || ""),
     body.param ? el("p", {}, "param: ", el("code", {}, body.param)) : null,
-    HINTS[code] ? el("p", { class: "hint" }, HINTS[code]) : null);
+    hint ? el("p", { class: "hint" }, hint) : null);
   if (body.frames_decoded !== undefined) {
     const dropped = Object.entries(body.dropped || {}).filter(([, n]) => n)
       .map(([reason, n]) => `${n} ${DROP_REASONS[reason] || reason}`).join(", ");
@@ -394,7 +458,8 @@ function showError(body, meta) {
       `${body.frames_decoded} frames decoded, ${body.frames_selected} selected ` +
       `(at least ${body.min_selected_frames} needed)` + (dropped ? `; dropped: ${dropped}` : "")));
   }
-  $("answer").replaceChildren(box, rawJson(body), metaLine(meta));
+  show(box, rawJson(body), metaLine(meta));
+  if (code === "UNAUTHORIZED" || code === "NOT_SENT") $("token").focus();
 }
 
 // ---- start ----------------------------------------------------------------------------------------------------
