@@ -39,10 +39,22 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(line)
 
 
+class TextLineFormatter(logging.Formatter):
+    """``log.format: text``: one line per record, control characters escaped. A request's path is the client's: a
+    %0a in it must not start a forged log line (and a traceback stays one record in the journal)."""
+
+    _ESCAPES = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+
+    def __init__(self):
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).translate(self._ESCAPES)
+
+
 def _setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter() if fmt == "json" else
-                         logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonLineFormatter() if fmt == "json" else TextLineFormatter())
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 

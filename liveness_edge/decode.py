@@ -61,6 +61,10 @@ _warned_codecs: set[str] = set()
 # Frame rates are rationals in containers (30000/1001, 1350/61): allow rounding noise above the configured limit.
 _FPS_TOLERANCE = 1.01
 _YUV420 = {"yuv420p", "yuvj420p"}
+MAX_PIXELS_SLACK = 2  # FFmpeg's max_pixels: twice the limits' pixel count (see Decoder.__init__)
+# Packets read per frame wanted before giving up: real streams hold about one packet per frame (a VP8 encoder's
+# hidden alt-ref frames add a few percent), and a camera recording may start up to a few seconds before a keyframe.
+PACKETS_PER_FRAME, MIN_PACKET_BUDGET = 8, 300
 
 
 def check_content_type(content_type: str | None) -> None:
@@ -162,8 +166,14 @@ class Decoder:
         self.frames_decoded = 0
         self.reformatter = VideoReformatter()
         source = io.BytesIO(body) if isinstance(body, (bytes, bytearray, memoryview)) else body
+        # FFmpeg allocates (and, probing the file, fills) a frame before the limits can be checked on it: a file that
+        # declares 320x240 and carries a 16000x16000 picture took 800 MB. max_pixels stops that inside FFmpeg, for
+        # the probe and for the decoder, with slack for the aligned sizes it checks (a 1080x1920 clip is 1088 wide
+        # to it); the exact limits are checked on every frame that comes out.
+        self._max_pixels = {"max_pixels": str(MAX_PIXELS_SLACK * limits.video_width_px * limits.video_height_px)}
+        self.packet_budget = max(MIN_PACKET_BUDGET, PACKETS_PER_FRAME * max_frames)
         try:
-            self.container = av.open(source, mode="r", metadata_errors="ignore")
+            self.container = av.open(source, mode="r", metadata_errors="ignore", options=self._max_pixels)
         except (av.FFmpegError, ValueError, OSError, UnicodeDecodeError) as exc:
             raise BadVideo(f"the body is not a decodable video: {_reason(exc)}") from None
         try:
@@ -172,6 +182,7 @@ class Decoder:
             self.stream = self.container.streams.video[0]
             if self.stream.codec_context is None:  # a corrupt codec tag: PyAV has no decoder for the stream
                 raise BadVideo("the video stream's codec is unknown or has no decoder")
+            self.stream.codec_context.options = dict(self._max_pixels)
             self.info = self._check_metadata()
             _warn_once_about(self.stream.codec_context.name)
         except BaseException:
@@ -212,7 +223,7 @@ class Decoder:
         time_base = stream.time_base
         first_ts: float | None = None
         try:
-            for video_frame in self.container.decode(stream):
+            for video_frame in self._decoded(stream):
                 ts = float(video_frame.pts * time_base) if video_frame.pts is not None else None
                 if ts is None:
                     ts = self.frames_decoded / self.info.fps if self.info.fps else 0.0
@@ -239,6 +250,18 @@ class Decoder:
             if self.frames_decoded == 0:
                 raise BadVideo(f"no frame could be decoded: {_reason(exc)}") from None
             log.info("decode stopped after %d frames: %s", self.frames_decoded, _reason(exc))
+
+    def _decoded(self, stream) -> Iterator[av.VideoFrame]:
+        """The stream's frames, from at most ``packet_budget`` packets. A decoder may take packets that show nothing
+        (VP8's hidden frames, P-frames before any keyframe): 10 MB of them cost minutes of CPU for no frame, so the
+        work per request is bounded by packets, not only by the frames that come out."""
+        for packets, packet in enumerate(self.container.demux(stream), start=1):
+            if packets > self.packet_budget:
+                if self.frames_decoded == 0:
+                    raise BadVideo(f"no frame came out of the first {self.packet_budget} packets of the video stream")
+                log.info("decode stopped after %d packets (%d frames)", self.packet_budget, self.frames_decoded)
+                return
+            yield from packet.decode()
 
     def _check_frame(self, video_frame, elapsed: float) -> None:
         _check_size(video_frame.width, video_frame.height, self.limits)
@@ -457,6 +480,7 @@ class Prefetch:
                 if self._stop.is_set():
                     break
         except BaseException as exc:  # handed to the consumer, which raises it in its own thread
+            item = None  # the error's traceback keeps this frame: not the last decoded picture with it
             self._queue.put((self._END, exc))
             return
         finally:
@@ -470,7 +494,12 @@ class Prefetch:
             item, error = self._queue.get()
             if item is self._END:
                 if error is not None:
-                    raise error
+                    try:
+                        raise error
+                    finally:
+                        # The traceback refers to this frame: a local still holding the error would make a cycle
+                        # that keeps the producer's frames (decoded pictures) in memory until the next gc run.
+                        error = None
                 return
             yield item
 

@@ -290,3 +290,76 @@ def test_a_video_track_without_frames_is_bad_video():
             out.mux(packet)
     with pytest.raises(BadVideo, match="holds no frames"):
         decode_all(buf.getvalue())
+
+
+def _mjpeg_avi(jpegs: list[bytes], width: int = 320, height: int = 240) -> bytes:
+    """An AVI of the given JPEG pictures as they are, under a header that declares width x height."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="avi") as out:
+        stream = out.add_stream("mjpeg", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+        for i, data in enumerate(jpegs):
+            packet = av.Packet(data)
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 30)
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def test_a_picture_far_over_the_limits_is_refused_inside_ffmpeg(tmp_path):
+    # A file that declares 320x240 and then carries a 6000x6000 4:4:4 JPEG (a 108 MB picture): FFmpeg must refuse
+    # it before allocating it (max_pixels), not hand it over for the per-frame check. The clip ends at that picture.
+    import subprocess
+    import sys
+
+    import cv2
+
+    small = cv2.imencode(".jpg", np.full((240, 320, 3), 128, np.uint8))[1].tobytes()
+    huge = cv2.imencode(".jpg", np.full((6000, 6000, 3), 128, np.uint8),
+                        [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])[1].tobytes()
+    path = tmp_path / "bomb.avi"
+    path.write_bytes(_mjpeg_avi([small] * 3 + [huge] + [small] * 3))
+    frames, _ = decode_all(path.read_bytes())
+    assert [(f.width, f.height) for f in frames] == [(320, 240)] * 3
+    # Measured in a fresh process: decoding it does not cost the picture's 108 MB.
+    probe = ("import resource, sys; from liveness_edge.config import Limits; from liveness_edge.decode import Decoder\n"
+             f"d = Decoder(open({str(path)!r}, 'rb').read(), Limits(10485760, 60, 30, 1920, 1080), 30)\n"
+             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "n = sum(1 for _ in d.frames())\n"
+             "print(n, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60).stdout.split()
+    assert out[0] == "3" and int(out[1]) < 50, out  # MB the decoding added
+
+
+def test_packets_that_show_no_frame_are_bounded():
+    # VP8 frames with show_frame cleared are decoded in full and output nothing: 10 MB of them took minutes of CPU
+    # for one answer. The decoder reads at most packet_budget packets of the stream, whatever comes out of them.
+    import io
+    import struct
+
+    import av
+
+    enc = av.CodecContext.create("libvpx", "w")
+    enc.width, enc.height, enc.pix_fmt = 160, 120, "yuv420p"
+    enc.time_base, enc.framerate = Fraction(1, 30), 30
+    enc.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "auto-alt-ref": "0"}
+    packets = []
+    for i, rgb in enumerate(blank_frames(8, 160, 120)):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = i
+        packets += [bytes(p) for p in enc.encode(frame)]
+    packets += [bytes(p) for p in enc.encode(None)]
+    key, inter = packets[0], packets[1]
+    hidden = bytes([inter[0] & ~0x10]) + inter[1:]  # the frame header's show_frame bit cleared
+    records = [key] + [hidden] * 1000 + packets[1:]  # then the shown frames a normal clip would have
+    ivf = io.BytesIO()
+    ivf.write(b"DKIF" + struct.pack("<HH4sHHIIII", 0, 32, b"VP80", 160, 120, 30, 1, len(records), 0))
+    for i, data in enumerate(records):
+        ivf.write(struct.pack("<IQ", len(data), i) + data)
+    with Decoder(ivf.getvalue(), LIMITS, 30) as decoder:
+        frames = list(decoder.frames())
+        assert decoder.packet_budget == 300
+    assert len(frames) == 1  # the keyframe; the shown frames after the 1000 hidden ones were never reached

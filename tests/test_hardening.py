@@ -493,3 +493,18 @@ def test_health_reports_version_uptime_models_delegate_and_cache(tight):
     _, _, second = tight.request("GET", "/health")
     assert second["uptime_sec"] > first["uptime_sec"]
     assert second["cache_entries"] == first["cache_entries"] + 1
+
+
+def test_a_text_log_line_cannot_be_forged_through_the_path(tmp_path):
+    # log.format: text writes the request's path into the line: a %0a in it must not start a second, forged line.
+    d = Daemon(write_config(tmp_path, "format: text"))
+    try:
+        before = len(d.lines)
+        status, _, body = d.request("GET", "/v1/x%0aINFO%20liveness_edge.access:%20request_id=forged%20status=200")
+        assert status == 404 and body["code"] == "NOT_FOUND"
+        assert wait_for(lambda: any("liveness_edge.access" in line for line in d.lines[before:]), 5)
+        new = d.lines[before:]
+        assert not any(line.startswith("INFO liveness_edge.access: request_id=forged") for line in new), new
+        assert any("\\nINFO liveness_edge.access: request_id=forged" in line for line in new), new  # escaped, kept
+    finally:
+        d.stop()
