@@ -228,6 +228,10 @@ SCHEMA: dict[str, Any] = {
         "max-concurrent-requests": (_int(0, 64), 0),
         "queue": (_int(0, 1024), 4),
         "read-timeout": (_duration(1.0), "30s"),
+        # Open connections: in all (waitress's connection_limit), and from one client address (0 = no cap), so that
+        # one client holding idle connections cannot lock out the others.
+        "max-connections": (_int(8, 10000), 100),
+        "connections-per-client": (_int(0, 10000), 16),
         "drain-timeout": (parse_duration, "20s"),
         "demo-page": (_bool, True),
         "cors-origins": (_origins, ""),
@@ -312,6 +316,8 @@ class ServerConfig:
     drain_timeout: float
     demo_page: bool = True
     cors_origins: tuple[str, ...] = ()
+    max_connections: int = 100
+    connections_per_client: int = 16
 
 
 @dataclass(frozen=True)
@@ -518,6 +524,8 @@ def _build(raw: dict, source: str, lines: dict[str, int] | None = None) -> Confi
             drain_timeout=server["drain-timeout"],
             demo_page=server["demo-page"],
             cors_origins=server["cors-origins"],
+            max_connections=server["max-connections"],
+            connections_per_client=server["connections-per-client"],
         ),
         cache=CacheConfig(raw["cache"]["max-entries"], raw["cache"]["ttl"]),
         token_file=_resolve(raw["auth"]["token-file"], base) if raw["auth"]["token-file"] else None,

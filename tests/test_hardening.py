@@ -508,3 +508,48 @@ def test_a_text_log_line_cannot_be_forged_through_the_path(tmp_path):
         assert any("\\nINFO liveness_edge.access: request_id=forged" in line for line in new), new  # escaped, kept
     finally:
         d.stop()
+
+
+def test_one_client_cannot_hold_every_connection(tmp_path):
+    # A client that opens connections and sends half a request line, again and again, used to fill waitress's
+    # 100 connections until /health timed out for everyone. Past server.connections-per-client from one address,
+    # a new connection gets 503 BUSY at once; other clients are still served.
+    d = Daemon(write_config(tmp_path, "connections-per-client: 4"))
+    held = []
+    try:
+        host, port = addr(d)
+
+        def connect_from(source: str) -> socket.socket:
+            sock = socket.socket()
+            sock.bind((source, 0))  # all of 127.0.0.0/8 is this machine: a second "client address"
+            sock.settimeout(5)
+            sock.connect((host, port))
+            return sock
+
+        for _ in range(4):
+            sock = connect_from("127.0.0.2")
+            sock.sendall(b"GET /hea")
+            held.append(sock)
+        extra = connect_from("127.0.0.2")
+        reply = b""
+        while chunk := extra.recv(65536):
+            reply += chunk
+        status, headers, body = parse_reply(reply)
+        assert status == 503 and json.loads(body)["code"] == "BUSY" and headers["retry-after"] == "1"
+        assert json.loads(body)["param"] == "server.connections-per-client"
+        assert d.request("GET", "/health", timeout=5)[0] == 200  # from 127.0.0.1, another client
+        held.pop().close()  # a slot freed: the same client may connect again
+        assert wait_for(lambda: _health_from(connect_from("127.0.0.2")) == 200, 5)
+    finally:
+        for sock in held:
+            sock.close()
+        d.stop()
+
+
+def _health_from(sock: socket.socket) -> int:
+    with sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return parse_reply(reply)[0]

@@ -84,6 +84,22 @@ class JsonChannel(HTTPChannel):
     error_task_class = JsonErrorTask
     request_started: float | None = None
 
+    def __init__(self, server, sock, addr, adj, map=None):
+        super().__init__(server, sock, addr, adj, map)
+        service = getattr(server, "liveness_service", None)
+        cap = service.cfg.server.connections_per_client if service is not None else 0
+        if cap and self._connections_from_same_client() > cap:
+            # One client holding many idle connections would lock the others out (waitress accepts at most
+            # server.max-connections): this one is answered at once and closed.
+            self.refuse(503, "Service Unavailable", "BUSY",
+                        f"more than server.connections-per-client ({cap}) connections from {_remote(self)}",
+                        "server.connections-per-client", ("Retry-After: 1",))
+
+    def _connections_from_same_client(self) -> int:
+        host = _remote(self)
+        return sum(1 for obj in list(self._map.values())
+                   if isinstance(obj, HTTPChannel) and _remote(obj) == host and not obj.will_close)
+
     def send_continue(self):
         if self.request is not None and self.request.error is not None:
             self.sent_continue = True  # waitress would otherwise try again after each request it answers
@@ -106,16 +122,21 @@ class JsonChannel(HTTPChannel):
 
     def time_out(self, limit: float) -> None:
         """Answer 408 in the standard JSON shape from the I/O thread and close once it is flushed."""
-        code = http_errors.CODE_FOR_STATUS[408]
-        body = http_errors.body(code, f"the request was not received within server.read-timeout "
-                                f"({limit:g} s)", param="server.read-timeout")
+        self.refuse(408, "Request Timeout", http_errors.CODE_FOR_STATUS[408],
+                    f"the request was not received within server.read-timeout ({limit:g} s)", "server.read-timeout")
+
+    def refuse(self, status: int, reason: str, code: str, desc: str, param: str, extra: tuple[str, ...] = ()) -> None:
+        """Answer an error in the standard JSON shape from the I/O thread (no worker involved) and close once it is
+        flushed; whatever part of a request had arrived is dropped."""
+        body = http_errors.body(code, desc, param=param)
         service = getattr(self.server, "liveness_service", None)
-        request_id = service.record_transport_error(408, code, getattr(self.request, "command", ""),
+        request_id = service.record_transport_error(status, code, getattr(self.request, "command", ""),
                                                     getattr(self.request, "path", ""), _remote(self)) if service else ""
         cors = "".join(f"{k}: {v}\r\n" for k, v in service.cors.response_headers(_origin(self.request))) \
             if service else ""
-        head = (f"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\n{cors}\r\n").encode()
+        extra_headers = "".join(f"{h}\r\n" for h in extra)
+        head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\n{extra_headers}{cors}\r\n").encode()
         with self.requests_lock:
             if self.request is not None:
                 self.request.close()  # its body buffer may be a temporary file already
@@ -149,6 +170,7 @@ def build_server(service: Service):
         cleanup_interval=max(1, min(30, int(cfg.server.read_timeout / 2))),  # idle channels go within ~1.5x
         # waitress refuses a body of max_request_body_size bytes or more; limits.video-size is the largest allowed.
         max_request_body_size=cfg.limits.video_size + 1,
+        connection_limit=cfg.server.max_connections,
         ident="liveness-edge",
         clear_untrusted_proxy_headers=True,
         expose_tracebacks=False,
