@@ -7,7 +7,7 @@ from tools.load import LoadRun, print_report, request, warm_up
 
 
 def test_short_load_run_has_only_expected_statuses_and_flat_memory(tmp_path: Path, capsys):
-    d = Daemon(write_config(tmp_path))
+    d = Daemon(write_config(tmp_path, "connections-per-client: 0"))  # 16 clients, all from 127.0.0.1
     try:
         host, port = d.url.split("//")[1].split(":")
         run = LoadRun(host, int(port), d.proc.pid, 10485760, total=150, clients=16, seed=7, backoff=0.2)

@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     from conftest import Daemon, write_config
 
     with tempfile.TemporaryDirectory(prefix="liveness-edge-load-") as tmp:
-        daemon = Daemon(write_config(Path(tmp)))
+        # Every client thread connects from 127.0.0.1, where real clients would come from addresses of their own.
+        daemon = Daemon(write_config(Path(tmp), "connections-per-client: 0"))
         try:
             host, port = daemon.url.split("//")[1].split(":")
             port = int(port)
