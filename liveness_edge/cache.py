@@ -78,6 +78,8 @@ class DetectionCache:
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
+            # A deleted or expired face crop is overwritten, not left readable in a free page of the file.
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn = conn
         return conn
 
@@ -95,7 +97,8 @@ class DetectionCache:
                     self._evict(conn, det.created)
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:  # SQLite rolls back by itself on a full disk; a second ROLLBACK would
+                        conn.execute("ROLLBACK")  # fail and hide the real error
                     raise
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"the detection cache {self.path} cannot store the face: {exc}",
@@ -114,7 +117,13 @@ class DetectionCache:
         the next store or purge tries again)."""
         try:
             with self._write_lock:
-                return self._delete_expired(self._conn(), time.time())
+                conn = self._conn()
+                deleted = self._delete_expired(conn, time.time())
+                if deleted:
+                    # The rows are gone, but their face crops stay in the write-ahead log until a checkpoint: fold
+                    # it in now (secure_delete zeroes the freed pages) rather than at the next restart.
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return deleted
         except sqlite3.Error:
             return 0
 

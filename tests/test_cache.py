@@ -3,8 +3,11 @@ import time
 from liveness_edge.cache import DetectionCache, StoredDetection
 
 
+MARK = b"\x89PNG-face-crop-bytes-0123456789"  # stands for a crop: findable in the database files
+
+
 def detection(**kw):
-    base = dict(bbox=(1, 2, 3, 4), quality=0.9, liveness=0.97, frame_no=3, frame_ts=0.1, normalized_png=b"\x89PNG")
+    base = dict(bbox=(1, 2, 3, 4), quality=0.9, liveness=0.97, frame_no=3, frame_ts=0.1, normalized_png=MARK)
     base.update(kw)
     return StoredDetection.new(**base)
 
@@ -39,7 +42,10 @@ def test_expired_entries_are_not_returned_counted_or_kept(tmp_path):
     time.sleep(0.3)
     assert cache.get(det) is None and cache.count() == 0  # /health and /metrics count what can still be read
     assert rows_on_disk(tmp_path) == 1  # until a purge: the server runs one a minute, without waiting for a store
-    assert cache.purge_expired() == 1 and rows_on_disk(tmp_path) == 0  # the face crop is gone from the disk
+    assert cache.purge_expired() == 1 and rows_on_disk(tmp_path) == 0
+    # ... and its bytes too: not left in the write-ahead log or in a free page until some later checkpoint
+    files = [p for p in tmp_path.iterdir() if p.name.startswith("detections.sqlite3")]
+    assert files and not any(MARK in p.read_bytes() for p in files)
     cache.put(detection())
     time.sleep(0.3)
     DetectionCache(tmp_path, 10, 0.2)  # and a restart purges too
@@ -56,7 +62,7 @@ def test_a_full_disk_is_storage_unavailable_not_a_crash(tmp_path):
     stored = cache.put(detection())
     conn = cache._conn()  # this thread's connection: cap the file at its current size (SQLite's "disk is full")
     conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
-    with pytest.raises(StorageUnavailable, match="cannot store the face") as err:
+    with pytest.raises(StorageUnavailable, match="cannot store the face: database or disk is full") as err:
         cache.put(detection(normalized_png=b"\0" * 200_000))
     assert err.value.code == "STORAGE_UNAVAILABLE" and status_of(err.value) == 503
     assert err.value.param == "return_detection"

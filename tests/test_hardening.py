@@ -537,6 +537,8 @@ def test_one_client_cannot_hold_every_connection(tmp_path):
         status, headers, body = parse_reply(reply)
         assert status == 503 and json.loads(body)["code"] == "BUSY" and headers["retry-after"] == "1"
         assert json.loads(body)["param"] == "server.connections-per-client"
+        metrics = d.request("GET", "/metrics")[2].decode()
+        assert metric(metrics, "liveness_edge_shed_total") == 1
         assert d.request("GET", "/health", timeout=5)[0] == 200  # from 127.0.0.1, another client
         held.pop().close()  # a slot freed: the same client may connect again
         assert wait_for(lambda: _health_from(connect_from("127.0.0.2")) == 200, 5)

@@ -90,7 +90,8 @@ class JsonChannel(HTTPChannel):
         cap = service.cfg.server.connections_per_client if service is not None else 0
         if cap and self._connections_from_same_client() > cap:
             # One client holding many idle connections would lock the others out (waitress accepts at most
-            # server.max-connections): this one is answered at once and closed.
+            # server.max-connections): this one is answered at once and closed, and counted as shed.
+            service.metrics.shed.inc()
             self.refuse(503, "Service Unavailable", "BUSY",
                         f"more than server.connections-per-client ({cap}) connections from {_remote(self)}",
                         "server.connections-per-client", ("Retry-After: 1",))
