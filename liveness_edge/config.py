@@ -137,6 +137,19 @@ def _origins(value: Any) -> tuple[str, ...]:
     return origins
 
 
+_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    """Host names the daemon answers to besides IP addresses and localhost (server.allowed-hosts): space- or
+    comma-separated, e.g. "kiosk.local liveness.example.lan"; empty = any Host header, as the seed service."""
+    hosts = tuple(h.lower() for h in re.split(r"[\s,]+", _string(value)) if h)
+    bad = [h for h in hosts if not _HOST_RE.fullmatch(h)]
+    if bad:
+        raise ValueError(f"host names like kiosk.local (no scheme, port or path); not {bad[0]!r}")
+    return hosts
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("true or false")
@@ -235,6 +248,7 @@ SCHEMA: dict[str, Any] = {
         "drain-timeout": (parse_duration, "20s"),
         "demo-page": (_bool, True),
         "cors-origins": (_origins, ""),
+        "allowed-hosts": (_hosts, ""),
     },
     "cache": {
         "max-entries": (_int(1, 10_000_000), 10000),
@@ -318,6 +332,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     max_connections: int = 100
     connections_per_client: int = 16
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -526,6 +541,7 @@ def _build(raw: dict, source: str, lines: dict[str, int] | None = None) -> Confi
             cors_origins=server["cors-origins"],
             max_connections=server["max-connections"],
             connections_per_client=server["connections-per-client"],
+            allowed_hosts=server["allowed-hosts"],
         ),
         cache=CacheConfig(raw["cache"]["max-entries"], raw["cache"]["ttl"]),
         token_file=_resolve(raw["auth"]["token-file"], base) if raw["auth"]["token-file"] else None,

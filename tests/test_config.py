@@ -52,6 +52,7 @@ def test_empty_file_gives_the_same_defaults_as_the_shipped_one():
         ("cache:\n  ttl: 0s\n", "cache.ttl", "a duration of at least 1s"),
         ("server:\n  workers: 1\n", "server.workers", "an integer in [2, 64]"),
         ("? [listen]\n: 1\n", "<top level>", "a key must be a plain name"),
+        ("server:\n  allowed-hosts: 'http://kiosk.local'\n", "server.allowed-hosts", "host names like kiosk.local"),
         ("limits:\n  {video-fps: 3}: 30\n", "limits", "a key must be a plain name"),
     ],
 )

@@ -108,3 +108,34 @@ def test_a_kiosk_page_on_another_origin_reads_the_answer_only_when_listed(browse
             d.stop()
     assert "alive" in answers[True]["answer"], answers[True]
     assert answers[False] == {"error": "TypeError: Failed to fetch"}  # the browser kept the answer from the page
+
+
+def test_allowed_hosts_refuses_a_rebound_name_and_keeps_addresses(tmp_path):
+    # A page on attacker.example whose name was re-pointed at the box is "same origin" with the API for the browser:
+    # with server.allowed-hosts set, only the listed names, IP addresses and localhost are answered.
+    from tools.load import parse_reply, raw
+
+    d = Daemon(write_config(tmp_path, 'allowed-hosts: "kiosk.local"'))
+    try:
+        host, port = d.url.rsplit("/", 1)[-1].split(":")
+
+        def status_for(host_header: str) -> tuple[int, dict]:
+            head = f"GET /health HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n".encode()
+            status, _, body = parse_reply(raw(host, int(port), head, timeout=5))
+            return status, json.loads(body)
+
+        status, body = status_for(f"attacker.example:{port}")
+        assert status == 421 and body["code"] == "MISDIRECTED_HOST" and body["param"] == "server.allowed-hosts"
+        for ok in (f"kiosk.local:{port}", f"KIOSK.local:{port}", f"127.0.0.1:{port}", f"[::1]:{port}",
+                   f"localhost:{port}", f"192.168.1.20:{port}", "kiosk.local"):
+            assert status_for(ok)[0] == 200, ok
+    finally:
+        d.stop()
+
+
+def test_without_allowed_hosts_any_host_is_answered(daemon):
+    from tools.load import parse_reply, raw
+
+    host, port = daemon.url.rsplit("/", 1)[-1].split(":")
+    head = b"GET /health HTTP/1.1\r\nHost: anything.example\r\nConnection: close\r\n\r\n"
+    assert parse_reply(raw(host, int(port), head, timeout=5))[0] == 200  # the seed's behaviour, the default

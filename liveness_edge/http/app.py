@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import itertools
 import json
 import logging
@@ -381,8 +382,9 @@ class Service:
 
 
 class _Outer:
-    """WSGI wrapper: CORS (preflights answered here, the allow headers added to every answer, errors included), and
-    an Expect header other than 100-continue gets a JSON 417 before routing."""
+    """WSGI wrapper, before routing: a Host not allowed by server.allowed-hosts gets a JSON 421; CORS (preflights
+    answered here, the allow headers added to every answer, errors included); an Expect header other than
+    100-continue gets a JSON 417."""
 
     def __init__(self, app: bottle.Bottle, service: Service):
         self.bottle = app
@@ -390,6 +392,17 @@ class _Outer:
         self.cors = service.cors
 
     def __call__(self, environ, start_response):
+        host = environ.get("HTTP_HOST")
+        if not host_allowed(host, self.service.cfg.server.allowed_hosts):
+            # A name the daemon is not known by: a web page whose own domain was re-pointed at the box (DNS
+            # rebinding) would otherwise be "same origin" with the API and read its answers.
+            code = http_errors.CODE_FOR_STATUS[421]
+            request_id = self.service.record_transport_error(421, code, environ.get("REQUEST_METHOD", ""),
+                                                             environ.get("PATH_INFO", ""),
+                                                             environ.get("REMOTE_ADDR", "-"))
+            start_response("421 Misdirected Request", [("Content-Type", JSON_TYPE), ("X-Request-Id", request_id)])
+            return [http_errors.body(code, f"Host {(host or '')[:80]!r} is not an address of this daemon nor in "
+                                     "server.allowed-hosts", param="server.allowed-hosts")]
         origin = environ.get("HTTP_ORIGIN")
         if environ.get("REQUEST_METHOD") == "OPTIONS" and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
             headers = self.cors.preflight_headers(origin)
@@ -414,6 +427,25 @@ class _Outer:
             start_response("417 Expectation Failed", [("Content-Type", JSON_TYPE), ("X-Request-Id", request_id)])
             return [http_errors.body(code, f"unsupported Expect: {expect[:64]!r}", param="Expect")]
         return self.bottle(environ, start_response)
+
+
+def host_allowed(host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Whether a request's Host header names this daemon: anything when server.allowed-hosts is empty (the seed's
+    behaviour); else an IP address, localhost, or one of the listed names (any port)."""
+    if not allowed:
+        return True
+    if not host:
+        return False
+    name = host.strip().lower()
+    if name.startswith("["):  # [v6]:port
+        name = name[1:name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name in ("localhost", *allowed) or name.endswith(".localhost")
 
 
 def _header(name: str) -> str | None:

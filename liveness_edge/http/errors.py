@@ -29,7 +29,8 @@ HEADERS = {
 
 # Codes for statuses bottle, waitress or the transport layer produce themselves (unknown path, wrong method, ...).
 CODE_FOR_STATUS = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 408: "REQUEST_TIMEOUT",
-                   411: "LENGTH_REQUIRED", 413: "VIDEO_TOO_LARGE", 417: "BAD_REQUEST", 431: "HEADERS_TOO_LARGE",
+                   411: "LENGTH_REQUIRED", 413: "VIDEO_TOO_LARGE", 417: "BAD_REQUEST", 421: "MISDIRECTED_HOST",
+                   431: "HEADERS_TOO_LARGE",
                    500: "INTERNAL", 503: "BUSY"}
 
 
