@@ -10,6 +10,7 @@ needed it, never a 500.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sqlite3
 import threading
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS detections (
 CREATE INDEX IF NOT EXISTS detections_created ON detections(created);
 """
 DB_NAME = "detections.sqlite3"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,9 @@ class DetectionCache:
                         conn.execute("ROLLBACK")  # fail and hide the real error
                     raise
         except sqlite3.Error as exc:
-            raise StorageUnavailable(f"the detection cache {self.path} cannot store the face: {exc}",
+            # The client hears what failed; the file's path is for the operator, in the log.
+            log.error("detection cache %s: cannot store: %s", self.path, exc)
+            raise StorageUnavailable(f"the detection cache cannot store the face: {exc}",
                                      param="return_detection") from None
         return det.id
 
@@ -136,7 +140,8 @@ class DetectionCache:
                 "SELECT * FROM detections WHERE id = ? AND created >= ?", (detection_id, time.time() - self.ttl)
             ).fetchone()
         except sqlite3.Error as exc:
-            raise StorageUnavailable(f"the detection cache {self.path} cannot be read: {exc}") from None
+            log.error("detection cache %s: cannot read: %s", self.path, exc)
+            raise StorageUnavailable(f"the detection cache cannot be read: {exc}") from None
         if row is None:
             return None
         return StoredDetection(row[0], row[1], (row[2], row[3], row[4], row[5]), row[6], row[7], row[8], row[9],

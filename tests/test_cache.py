@@ -65,6 +65,7 @@ def test_a_full_disk_is_storage_unavailable_not_a_crash(tmp_path):
     with pytest.raises(StorageUnavailable, match="cannot store the face: database or disk is full") as err:
         cache.put(detection(normalized_png=b"\0" * 200_000))
     assert err.value.code == "STORAGE_UNAVAILABLE" and status_of(err.value) == 503
+    assert str(tmp_path) not in err.value.desc  # the client is not told where the box keeps its files
     assert err.value.param == "return_detection"
     assert cache.get(stored) is not None and cache.count() == 1  # what was stored before is untouched
 
