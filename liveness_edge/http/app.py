@@ -396,13 +396,9 @@ class _Outer:
         if not host_allowed(host, self.service.cfg.server.allowed_hosts):
             # A name the daemon is not known by: a web page whose own domain was re-pointed at the box (DNS
             # rebinding) would otherwise be "same origin" with the API and read its answers.
-            code = http_errors.CODE_FOR_STATUS[421]
-            request_id = self.service.record_transport_error(421, code, environ.get("REQUEST_METHOD", ""),
-                                                             environ.get("PATH_INFO", ""),
-                                                             environ.get("REMOTE_ADDR", "-"))
-            start_response("421 Misdirected Request", [("Content-Type", JSON_TYPE), ("X-Request-Id", request_id)])
-            return [http_errors.body(code, f"Host {(host or '')[:80]!r} is not an address of this daemon nor in "
-                                     "server.allowed-hosts", param="server.allowed-hosts")]
+            return self._refuse(environ, start_response, 421, "Misdirected Request",
+                                f"Host {(host or '')[:80]!r} is not an address of this daemon nor in "
+                                "server.allowed-hosts", "server.allowed-hosts")
         origin = environ.get("HTTP_ORIGIN")
         if environ.get("REQUEST_METHOD") == "OPTIONS" and environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
             headers = self.cors.preflight_headers(origin)
@@ -420,13 +416,17 @@ class _Outer:
 
         expect = environ.get("HTTP_EXPECT")
         if expect is not None and expect.strip().lower() != "100-continue":
-            code = http_errors.CODE_FOR_STATUS[417]
-            request_id = self.service.record_transport_error(417, code, environ.get("REQUEST_METHOD", ""),
-                                                             environ.get("PATH_INFO", ""),
-                                                             environ.get("REMOTE_ADDR", "-"))
-            start_response("417 Expectation Failed", [("Content-Type", JSON_TYPE), ("X-Request-Id", request_id)])
-            return [http_errors.body(code, f"unsupported Expect: {expect[:64]!r}", param="Expect")]
+            return self._refuse(environ, start_response, 417, "Expectation Failed",
+                                f"unsupported Expect: {expect[:64]!r}", "Expect")
         return self.bottle(environ, start_response)
+
+    def _refuse(self, environ, start_response, status: int, reason: str, desc: str, param: str) -> list[bytes]:
+        """An error answered here, before routing, in the standard JSON shape, logged and counted like the rest."""
+        code = http_errors.CODE_FOR_STATUS[status]
+        request_id = self.service.record_transport_error(status, code, environ.get("REQUEST_METHOD", ""),
+                                                         environ.get("PATH_INFO", ""), environ.get("REMOTE_ADDR", "-"))
+        start_response(f"{status} {reason}", [("Content-Type", JSON_TYPE), ("X-Request-Id", request_id)])
+        return [http_errors.body(code, desc, param=param)]
 
 
 def host_allowed(host: str | None, allowed: tuple[str, ...]) -> bool:
